@@ -1,0 +1,64 @@
+//! What a feature vector is: which backbone made it, from what input size and chunk rate, and which
+//! token(s) it keeps. Every feature file carries one beside it and every detector checkpoint records the
+//! one it was trained on; the two must agree before a detector reads a backbone's features.
+
+use serde::{Deserialize, Serialize};
+
+/// How the backbone's tokens become one feature vector per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum FeatureKind {
+    /// The CLS token after the final LayerNorm (width = hidden size).
+    #[serde(rename = "cls")]
+    Cls,
+    /// CLS concatenated with the mean of the patch tokens (width = 2 × hidden size).
+    #[serde(rename = "cls+mean")]
+    ClsMean,
+}
+
+impl std::fmt::Display for FeatureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FeatureKind::Cls => "cls",
+            FeatureKind::ClsMean => "cls+mean",
+        })
+    }
+}
+
+/// The provenance of a feature sequence; equal specs mean interchangeable features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSpec {
+    /// Backbone name, e.g. `dinov2-vits14`.
+    pub backbone: String,
+    /// Square input size in pixels the frames were scaled to (e.g. 224).
+    pub input_size: u32,
+    /// Chunk rate in frames per second (e.g. 4).
+    pub fps: f64,
+    /// Which tokens make the feature.
+    pub kind: FeatureKind,
+    /// Feature width (number of values per chunk).
+    pub dim: usize,
+}
+
+impl FeatureSpec {
+    /// Lists every field that differs, in words, or `Ok` when `other` can be used where `self` is expected.
+    pub fn check_compatible(&self, other: &FeatureSpec) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.backbone != other.backbone {
+            problems.push(format!("backbone is {:?}, expected {:?}", other.backbone, self.backbone));
+        }
+        if self.input_size != other.input_size {
+            problems.push(format!("input size is {}, expected {}", other.input_size, self.input_size));
+        }
+        if (self.fps - other.fps).abs() > 1e-9 {
+            problems.push(format!("chunk rate is {} fps, expected {} fps", other.fps, self.fps));
+        }
+        if self.kind != other.kind {
+            problems.push(format!("feature kind is {}, expected {}", other.kind, self.kind));
+        }
+        if self.dim != other.dim {
+            problems.push(format!("feature width is {}, expected {}", other.dim, self.dim));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+}

@@ -1,0 +1,14 @@
+//! actiond: streaming online action detection.
+//!
+//! Frames come in through [`source`] (FFmpeg: files, RTSP, V4L2, lavfi), one decode thread per stream,
+//! sampled to the chunk rate. The library is what the `actiond` binary runs; the modules read in
+//! data-flow order.
+
+pub mod cli;
+pub mod clock;
+pub mod feature_spec;
+pub mod config;
+pub mod logging;
+pub mod redact;
+pub mod shutdown;
+pub mod source;
