@@ -24,8 +24,10 @@ pub struct LogOptions {
     pub filter: Option<String>,
 }
 
-/// Default directives: our own info, FFmpeg's own chatter only from warnings up.
-const DEFAULT_FILTER: &str = "info,ffmpeg=warn";
+/// Default directives: our own info; FFmpeg's own messages only when fatal. Everything FFmpeg complains
+/// about reaches the user anyway, as our error (open failures) or a counter (decode errors);
+/// `--log info,ffmpeg=warn` shows its words too.
+const DEFAULT_FILTER: &str = "info,ffmpeg=error";
 
 /// Installs the global subscriber. Fails only on an unparsable filter.
 pub fn init(options: &LogOptions) -> Result<(), String> {

@@ -278,7 +278,8 @@ fn decode(
     let duration = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
     let info = StreamInfo {
         format: input.format().name().to_string(),
-        codec: decoder.codec().map(|c| c.name().to_string()).unwrap_or_else(|| "unknown".into()),
+        // The codec's name as ffprobe shows it (msmpeg4v3), not the decoder's (msmpeg4).
+        codec: decoder.id().name().to_string(),
         width: decoder.width(),
         height: decoder.height(),
         declared_fps,

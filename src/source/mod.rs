@@ -117,14 +117,17 @@ impl SourceSettings {
     /// Settings for one configured stream. The config has been checked, so the URL parses.
     pub fn from_config(config: &Config, stream: &StreamConfig) -> Result<SourceSettings, SourceError> {
         let ingest = &config.ingest;
+        let kind = SourceKind::parse(&stream.url)?;
+        let is_lavfi = matches!(kind, SourceKind::Lavfi(_));
         Ok(SourceSettings {
             id: Arc::from(stream.id.as_str()),
             url: RedactedUrl::new(stream.url.trim()),
-            kind: SourceKind::parse(&stream.url)?,
+            kind,
             options: stream.options.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
             rtsp_transport: stream.rtsp_transport,
             fps: config.stream_fps(stream),
-            realtime: stream.realtime,
+            // lavfi graphs generate frames as fast as they are read; a test pattern should behave like a camera.
+            realtime: stream.realtime || is_lavfi,
             open_timeout: ingest.open_timeout,
             read_timeout: ingest.read_timeout,
             reconnect_initial: ingest.reconnect_initial,
