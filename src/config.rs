@@ -28,8 +28,6 @@ pub struct Config {
     pub model: ModelConfig,
     /// The cameras, files and test sources to watch.
     pub streams: Vec<StreamConfig>,
-    /// Logging defaults (the command line's --log and --log-format win).
-    pub log: LogConfig,
 }
 
 /// Defaults for every stream's ingest.
@@ -162,16 +160,6 @@ impl fmt::Display for OptionValue {
             OptionValue::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
         }
     }
-}
-
-/// Logging defaults.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// RUST_LOG-style filter, e.g. "info,actiond::source=debug".
-    pub filter: Option<String>,
-    /// "text" or "json".
-    pub format: Option<crate::logging::LogFormat>,
 }
 
 /// How durations are written: a number and a unit, e.g. "250ms", "10s", "1m 30s".

@@ -285,7 +285,11 @@ fn decode(
         declared_fps,
         duration,
     };
-    tracing::info!(stream = %settings.id, url = %url, codec = %info.codec, width = info.width, height = info.height, "opened");
+    if settings.kind.is_live() {
+        tracing::info!(stream = %settings.id, url = %url, codec = %info.codec, width = info.width, height = info.height, "connected");
+    } else {
+        tracing::debug!(stream = %settings.id, url = %url, codec = %info.codec, width = info.width, height = info.height, "opened");
+    }
     on_open(&info);
     stats.set_state(StreamState::Streaming);
 
