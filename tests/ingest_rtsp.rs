@@ -195,3 +195,21 @@ fn udp_transport_is_selectable_and_files_can_be_served() {
     assert_eq!(frames, 6);
     assert!(stats.input_fps() > 5.0, "input rate measured: {}", stats.input_fps());
 }
+
+#[test]
+fn one_failing_source_never_stops_another() {
+    let shutdown = Shutdown::new();
+    // A camera that is down: its thread keeps reconnecting in the background.
+    let dead = spawn(rtsp_settings(&format!("rtsp://127.0.0.1:{}/down", free_port())), shutdown.clone()).unwrap();
+    let file = SourceSettings::for_url(&Config::default(), "file", support::fixture("bikes.mp4").to_str().unwrap()).unwrap();
+    let alive = spawn(file, shutdown.clone()).unwrap();
+    let frames = alive.frames.iter().count();
+    alive.join().unwrap();
+    assert_eq!(frames, 40, "the file is read whole while the camera is down");
+    assert!(wait_until(Duration::from_secs(10), || dead.stats.reconnects.load(Ordering::SeqCst) >= 2), "the dead camera keeps being retried");
+    assert_ne!(dead.stats.state(), StreamState::Failed, "a live source never gives up");
+    shutdown.stop();
+    let stopping = Instant::now();
+    dead.join().unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(3), "stop cuts the backoff short");
+}
