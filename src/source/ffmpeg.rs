@@ -75,13 +75,15 @@ pub enum SessionEnd {
 /// State that outlives one connection of a stream.
 pub struct StreamCursor {
     pub sampler: Sampler,
+    /// Connections made so far; stamped on frames as their session.
+    pub session: u64,
     /// The next sampled frame's index.
     pub next_index: u64,
 }
 
 impl StreamCursor {
     pub fn new(fps: f64) -> Self {
-        StreamCursor { sampler: Sampler::new(fps), next_index: 0 }
+        StreamCursor { sampler: Sampler::new(fps), session: 0, next_index: 0 }
     }
 }
 
@@ -305,6 +307,7 @@ fn decode(
         last_ts: None,
         pts_interval: None,
         pace: None,
+        last_sample: None,
     };
     let mut packet = ff::Packet::empty();
     let mut consecutive_errors = 0u32;
@@ -364,6 +367,8 @@ struct DecodeState<'a> {
     pts_interval: Option<f64>,
     /// (monotonic start, first pts) for real-time pacing.
     pace: Option<(Instant, f64)>,
+    /// Arrival of the previous sampled frame and the smoothed spacing of sampled arrivals, seconds.
+    last_sample: Option<(Instant, Option<f64>)>,
 }
 
 impl DecodeState<'_> {
@@ -395,7 +400,8 @@ impl DecodeState<'_> {
                 if self.settings.realtime && self.wait_for_presentation(pts) {
                     return Ok(Flow::Stop);
                 }
-                let frame = self.scale(&decoded, pts, cursor.next_index)?;
+                let frame = self.scale(&decoded, pts, cursor.next_index, cursor.session)?;
+                self.track_sampled_rate(frame.arrival);
                 cursor.next_index += 1;
                 self.stats.frames_sampled.fetch_add(1, Ordering::Relaxed);
                 if on_frame(frame) == Flow::Stop {
@@ -420,6 +426,21 @@ impl DecodeState<'_> {
         self.last_ts = Some(ts);
     }
 
+    fn track_sampled_rate(&mut self, arrival: Instant) {
+        let smoothed = match self.last_sample {
+            Some((prev, interval)) => {
+                let dt = arrival.duration_since(prev).as_secs_f64();
+                let s = interval.map_or(dt, |i| 0.9 * i + 0.1 * dt);
+                if s > 0.0 {
+                    self.stats.set_sampled_fps(1.0 / s);
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        self.last_sample = Some((arrival, smoothed));
+    }
+
     /// Sleeps until `pts` is due at real-time pace; returns true if stopped meanwhile.
     fn wait_for_presentation(&mut self, pts: f64) -> bool {
         let (start, first) = *self.pace.get_or_insert((Instant::now(), pts));
@@ -433,7 +454,7 @@ impl DecodeState<'_> {
         due > now && self.shutdown.sleep(due - now)
     }
 
-    fn scale(&mut self, decoded: &ff::frame::Video, pts: f64, index: u64) -> Result<Frame, SourceError> {
+    fn scale(&mut self, decoded: &ff::frame::Video, pts: f64, index: u64, session: u64) -> Result<Frame, SourceError> {
         let (out_w, out_h) = self.settings.output_size;
         let key = (decoded.format(), decoded.width(), decoded.height());
         // Cameras change resolution mid-stream (a profile switch); rebuild the scaler when they do.
@@ -455,7 +476,7 @@ impl DecodeState<'_> {
             rgb.extend_from_slice(&data[y * stride..y * stride + row]);
         }
         let arrival = Instant::now();
-        Ok(Frame { stream: self.settings.id.clone(), index, pts, arrival, wall: self.anchor.wall_time(arrival), width: out_w, height: out_h, rgb })
+        Ok(Frame { stream: self.settings.id.clone(), index, session, pts, arrival, wall: self.anchor.wall_time(arrival), width: out_w, height: out_h, rgb })
     }
 }
 

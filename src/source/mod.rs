@@ -151,6 +151,9 @@ pub struct Frame {
     pub stream: Arc<str>,
     /// Sampled frames of this stream so far, counting from 0 across reconnects.
     pub index: u64,
+    /// Connection number, from 0: a change means the stream was lost and came back, so what came
+    /// before is no longer context for what follows.
+    pub session: u64,
     /// Presentation time in seconds, in the stream's own clock.
     pub pts: f64,
     /// When the decoder produced it (monotonic).
@@ -200,6 +203,8 @@ pub struct StreamStats {
     pub reconnects: AtomicU64,
     /// Input frame rate from presentation-time spacing, as f64 bits.
     input_fps_bits: AtomicU64,
+    /// Rate of sampled frames by arrival time, as f64 bits.
+    sampled_fps_bits: AtomicU64,
     state: AtomicU8,
 }
 
@@ -214,6 +219,14 @@ impl StreamStats {
 
     pub(crate) fn set_input_fps(&self, fps: f64) {
         self.input_fps_bits.store(fps.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn sampled_fps(&self) -> f64 {
+        f64::from_bits(self.sampled_fps_bits.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_sampled_fps(&self, fps: f64) {
+        self.sampled_fps_bits.store(fps.to_bits(), Ordering::Relaxed);
     }
 
     pub fn state(&self) -> StreamState {

@@ -128,6 +128,7 @@ fn run(settings: &SourceSettings, stats: &StreamStats, shutdown: &Shutdown, outp
         }
         // A new connection starts a new timeline.
         cursor.sampler.reset();
+        cursor.session += 1;
         let delay = backoff.next_delay();
         tracing::warn!(stream = %settings.id, attempt = backoff.attempts(), "reconnecting in {}: {reason}", humantime::format_duration(round_ms(delay)));
         stats.set_state(StreamState::Backoff);
