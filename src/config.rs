@@ -28,6 +28,10 @@ pub struct Config {
     pub model: ModelConfig,
     /// The cameras, files and test sources to watch.
     pub streams: Vec<StreamConfig>,
+    /// Alert rules, evaluated on every chunk of every stream they match.
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// The HTTP server: /metrics, /healthz, /api/streams.
+    pub http: HttpConfig,
 }
 
 /// Defaults for every stream's ingest.
@@ -72,17 +76,55 @@ impl Default for IngestConfig {
     }
 }
 
-/// What the frames are scaled for.
+/// The models and how they are batched.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Square input size of the backbone in pixels; frames are scaled straight to it in RGB.
     pub input_size: u32,
+    /// The backbone: a directory with a Hugging Face `config.json` and `model.safetensors`
+    /// (DINOv2 or ViT), as `actiond models fetch` writes.
+    pub backbone: PathBuf,
+    /// Which tokens make the feature: "cls" or "cls+mean".
+    pub feature: crate::feature_spec::FeatureKind,
+    /// The detector checkpoint (`.safetensors` with its `.json` sidecar).
+    pub detector: PathBuf,
+    /// "cpu" or "cuda:N" (needs a build with the `cuda` feature).
+    pub device: String,
+    /// Most frames (backbone) or streams (detector) per batch.
+    pub batch_max: usize,
+    /// Longest wait for a batch to fill once its first frame is in.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "DurationText")]
+    pub batch_timeout: Duration,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { input_size: 224 }
+        ModelConfig {
+            input_size: 224,
+            backbone: PathBuf::from("assets/models/dinov2-vits14"),
+            feature: crate::feature_spec::FeatureKind::Cls,
+            detector: PathBuf::from("assets/detector/synth-oadtr.safetensors"),
+            device: "cpu".into(),
+            batch_max: 8,
+            batch_timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// Address to listen on; loopback by default. Use "0.0.0.0:9464" to expose it.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { enabled: true, listen: "127.0.0.1:9464".into() }
     }
 }
 
@@ -272,6 +314,19 @@ impl Config {
         if !(16..=4096).contains(&self.model.input_size) {
             push(vec![key("model"), key("input_size")], format!("must be between 16 and 4096 pixels, got {}", self.model.input_size));
         }
+        if self.model.batch_max == 0 {
+            push(vec![key("model"), key("batch_max")], "must be at least 1".into());
+        }
+        if !(self.model.device == "cpu" || self.model.device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok())) {
+            push(vec![key("model"), key("device")], format!("{:?} is not \"cpu\" or \"cuda:N\"", self.model.device));
+        }
+        if self.http.enabled && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            push(vec![key("http"), key("listen")], format!("{:?} is not an address like \"127.0.0.1:9464\"", self.http.listen));
+        }
+        for problem in crate::rules::check_rules(&self.rules, None, None) {
+            let (path, message) = problem.split_once(": ").unwrap_or(("rules", &problem));
+            push(parse_key_path(path), message.to_string());
+        }
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, stream) in self.streams.iter().enumerate() {
             let at = |field: &str| vec![key("streams"), Segment::Index(i), key(field)];
@@ -340,6 +395,27 @@ fn line_of(text: &str, offset: usize) -> usize {
 enum Segment {
     Key(String),
     Index(usize),
+}
+
+/// Reads `rules[2].schedule.windows[0].start` back into segments.
+fn parse_key_path(text: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in text.split('.') {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            out.push(Segment::Key(rest[..open].to_string()));
+            rest = &rest[open..];
+            while let Some(close) = rest.find(']') {
+                if let Ok(i) = rest[1..close].parse() {
+                    out.push(Segment::Index(i));
+                }
+                rest = &rest[close + 1..];
+            }
+        } else {
+            out.push(Segment::Key(rest.to_string()));
+        }
+    }
+    out
 }
 
 fn render_path(path: &[Segment]) -> String {
@@ -594,6 +670,18 @@ mod tests {
     fn syntax_errors_give_the_line() {
         let err = load_text("[ingest]\nfps = = 3\n", &[]).unwrap_err();
         assert!(err.problems[0].origin.ends_with(":2"), "{err}");
+    }
+
+    #[test]
+    fn rules_are_read_and_checked_with_lines() {
+        let text = "[[rules]]\nname = \"fall\"\nlabel = \"fall\"\nfor = \"1s\"\nmin_score = 0.7\n\n[[rules]]\nname = \"jump\"\nlabel = \"jump\"\nsource = \"anticipated\"\nmin_score = 1.5\nschedule = { timezone = \"UTC\", windows = [{ start = \"8:00\", end = \"9.30\" }] }\n";
+        let err = load_text(text, &[]).unwrap_err();
+        let shown: Vec<String> = err.problems.iter().map(|p| format!("{}|{}", p.origin.rsplit(':').next().unwrap(), p.key)).collect();
+        assert!(shown.contains(&"11|rules[1].min_score".to_string()), "{shown:?}");
+        assert!(shown.contains(&"12|rules[1].schedule.windows[0].end".to_string()), "{shown:?}");
+        assert_eq!(err.problems.len(), 2, "{err}");
+        let ok = load_text("[[rules]]\nname = \"fall\"\nlabel = \"fall\"\nfor = \"1s\"\n", &[]).unwrap();
+        assert_eq!(ok.rules[0].hold_for, Duration::from_secs(1));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod pipeline;
 pub mod redact;
 pub mod rules;
 pub mod shutdown;

@@ -332,6 +332,8 @@ pub struct RuleEngine {
     rules: Vec<CompiledRule>,
     states: HashMap<(usize, String), RuleState>,
     fps: f64,
+    /// Future chunks the detector anticipates.
+    queries: usize,
 }
 
 impl RuleEngine {
@@ -353,7 +355,7 @@ impl RuleEngine {
                 schedule: r.schedule.as_ref().map(|s| CompiledSchedule::compile(s, &format!("rules[{i}].schedule")).expect("checked")),
             })
             .collect();
-        Ok(RuleEngine { rules: compiled, states: HashMap::new(), fps })
+        Ok(RuleEngine { rules: compiled, states: HashMap::new(), fps, queries })
     }
 
     /// Evaluates every rule that applies to the chunk's stream; returns the events it caused.
@@ -398,7 +400,12 @@ impl RuleEngine {
 
     /// Ends every firing on `stream` (it ended or was lost) and forgets its state.
     pub fn stream_lost(&mut self, stream: &str) -> Vec<Event> {
-        self.end_where(|_, s| s == stream, EndReason::StreamLost)
+        self.end_stream(stream, EndReason::StreamLost)
+    }
+
+    /// Ends every firing on `stream` with `reason` and forgets its state.
+    pub fn end_stream(&mut self, stream: &str, reason: EndReason) -> Vec<Event> {
+        self.end_where(|_, s| s == stream, reason)
     }
 
     /// Ends every firing: the daemon is stopping.
@@ -408,8 +415,8 @@ impl RuleEngine {
 
     /// Replaces the rules. Rules that are unchanged keep their state (a firing goes on); firings of rules
     /// that changed or went away end with reason `reload`.
-    pub fn reload(&mut self, rules: &[RuleConfig], labels: &[String], queries: usize) -> Result<Vec<Event>, Vec<String>> {
-        let next = RuleEngine::new(rules, labels, queries, self.fps)?;
+    pub fn reload(&mut self, rules: &[RuleConfig], labels: &[String]) -> Result<Vec<Event>, Vec<String>> {
+        let next = RuleEngine::new(rules, labels, self.queries, self.fps)?;
         let kept: HashMap<usize, usize> = self
             .rules
             .iter()

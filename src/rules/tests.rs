@@ -176,10 +176,10 @@ fn shutdown_stream_loss_and_reload_end_open_firings() {
     assert_eq!((lost[0].kind, lost[0].reason, lost[0].stream.as_str()), (EventKind::End, Some(EndReason::StreamLost), "b"));
 
     // Reload: `fall` unchanged keeps firing (no new start, no end); a changed rule's firing ends.
-    let ev = e.reload(&[rule("fall")], &labels(), 8).unwrap();
+    let ev = e.reload(&[rule("fall")], &labels()).unwrap();
     assert!(ev.is_empty());
     assert!(run_on(&mut e, "a", &[0.9], wall(0, 12, 0)).is_empty(), "still the same firing");
-    let ev = e.reload(&[RuleConfig { min_score: 0.7, ..rule("fall") }], &labels(), 8).unwrap();
+    let ev = e.reload(&[RuleConfig { min_score: 0.7, ..rule("fall") }], &labels()).unwrap();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].reason, Some(EndReason::Reload));
 

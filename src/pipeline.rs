@@ -1,0 +1,429 @@
+//! The daemon's data path: decode threads (one per stream, [`crate::source`]) → one backbone worker
+//! that batches frames across streams (up to `batch_max`, waiting at most `batch_timeout` for more) →
+//! one detector worker that keeps each stream's window and steps all streams with a new chunk in one
+//! batch → the rule thread, which turns scores into events for the sinks. Stages are threads joined by
+//! bounded channels; only the sources may drop (live ones, their oldest frame), so a file run gives
+//! exactly what `actiond predict` gives on the same file's features.
+//!
+//! Shutdown flows with the data: stopping the sources closes their channels, each stage finishes what it
+//! holds and closes its output, and the rule thread ends open firings (reason `shutdown`) last.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{bounded, Receiver, Select, Sender};
+
+use crate::events::{EndReason, Event, EventKind};
+use crate::feature_spec::FeatureSpec;
+use crate::http::{top_k, StreamBoard};
+use crate::metrics::Metrics;
+use crate::rules::{ChunkScores, RuleConfig, RuleEngine};
+use crate::shutdown::Shutdown;
+use crate::source::{Frame, SourceHandle};
+
+/// Turns frames into feature vectors (the vision backbone).
+pub trait Embedder: Send {
+    fn spec(&self) -> &FeatureSpec;
+    /// One feature per frame, in order.
+    fn embed(&mut self, frames: &[&Frame]) -> anyhow::Result<Vec<Vec<f32>>>;
+}
+
+/// Current and anticipated class probabilities of one stream's newest chunk.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub current: Vec<f32>,
+    /// Row i: probabilities for chunk t+1+i.
+    pub anticipated: Vec<Vec<f32>>,
+}
+
+/// An online detector keeping a window of features per stream slot.
+pub trait OnlineDetector: Send {
+    fn labels(&self) -> &[String];
+    /// Future chunks anticipated per step.
+    fn queries(&self) -> usize;
+    fn spec(&self) -> &FeatureSpec;
+    /// Pushes one feature per listed slot (each slot at most once) and predicts for each, in order.
+    fn step(&mut self, inputs: &[(usize, Vec<f32>)]) -> anyhow::Result<Vec<Prediction>>;
+    /// Forgets a slot's window (the stream restarted).
+    fn reset(&mut self, slot: usize);
+}
+
+/// Where events go (the sink set).
+pub trait EventOutput: Send {
+    fn emit(&mut self, event: &Event);
+    /// Flushes and makes durable everything emitted; called once at the end.
+    fn close(&mut self);
+}
+
+/// A request to the running pipeline.
+pub enum Control {
+    /// New rules (already checked), and optionally new outputs; the old outputs are closed.
+    Reload { rules: Vec<RuleConfig>, output: Option<Box<dyn EventOutput>> },
+}
+
+/// Batching of the model stages.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    pub max: usize,
+    pub timeout: Duration,
+}
+
+/// What a finished run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunSummary {
+    pub chunks: u64,
+    pub events: u64,
+}
+
+/// The parts of a pipeline, built and checked by the caller.
+pub struct Parts {
+    pub sources: Vec<SourceHandle>,
+    pub embedder: Box<dyn Embedder>,
+    pub detector: Box<dyn OnlineDetector>,
+    pub rules: RuleEngine,
+    pub output: Box<dyn EventOutput>,
+    pub metrics: Arc<Metrics>,
+    pub board: Arc<StreamBoard>,
+    pub batching: Batching,
+}
+
+/// When a frame was seen, carried along with its feature and scores.
+#[derive(Debug, Clone)]
+struct ChunkMeta {
+    slot: usize,
+    pts: f64,
+    wall: SystemTime,
+    arrival: Instant,
+    session: u64,
+    backbone_ms: f64,
+}
+
+enum Embedded {
+    Feature(ChunkMeta, Vec<f32>),
+    Ended(usize),
+}
+
+enum Scored {
+    Chunk(ChunkMeta, Prediction, f64),
+    /// The stream's context was lost (reconnect) or it ended.
+    Lost(usize),
+}
+
+/// A pipeline whose threads are running.
+pub struct Running {
+    threads: Vec<JoinHandle<anyhow::Result<()>>>,
+    rules_thread: JoinHandle<RunSummary>,
+    pub control: Sender<Control>,
+}
+
+impl Running {
+    /// Waits until every stage has finished (all sources ended or stopped), returning what the run did
+    /// or the first stage error.
+    pub fn join(self) -> anyhow::Result<RunSummary> {
+        let mut first_error = None;
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a pipeline stage panicked"));
+                }
+            }
+        }
+        let summary = self.rules_thread.join().map_err(|_| anyhow::anyhow!("the rule thread panicked"))?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+}
+
+/// Starts the stages. `shutdown` stops the sources; everything downstream finishes on its own.
+pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
+    let Parts { sources, embedder, detector, rules, output, metrics, board, batching } = parts;
+    let ids: Vec<Arc<str>> = sources.iter().map(|s| s.id.clone()).collect();
+    let labels: Vec<String> = detector.labels().to_vec();
+    let (embedded_tx, embedded_rx) = bounded::<Embedded>(batching.max.max(1) * 2);
+    let (scored_tx, scored_rx) = bounded::<Scored>(batching.max.max(1) * 2);
+    let (control_tx, control_rx) = bounded::<Control>(4);
+
+    let receivers: Vec<Receiver<Frame>> = sources.iter().map(|s| s.frames.clone()).collect();
+    let mut threads = Vec::new();
+    {
+        let metrics = metrics.clone();
+        threads.push(std::thread::Builder::new().name("backbone".into()).spawn(move || backbone_worker(receivers, embedder, embedded_tx, batching, &metrics))?);
+    }
+    {
+        let metrics = metrics.clone();
+        threads.push(std::thread::Builder::new().name("detector".into()).spawn(move || detector_worker(embedded_rx, detector, scored_tx, batching, &metrics))?);
+    }
+    for source in sources {
+        let id = source.id.clone();
+        threads.push(std::thread::Builder::new().name(format!("join-{id}")).spawn(move || {
+            if let Err(e) = source.join() {
+                tracing::error!(stream = %id, "{e}");
+            }
+            Ok(())
+        })?);
+    }
+    let rules_thread = std::thread::Builder::new()
+        .name("rules".into())
+        .spawn(move || rule_worker(scored_rx, control_rx, rules, output, ids, labels, metrics, board, shutdown))?;
+    Ok(Running { threads, rules_thread, control: control_tx })
+}
+
+fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedder>, out: Sender<Embedded>, batching: Batching, metrics: &Metrics) -> anyhow::Result<()> {
+    let mut open: Vec<bool> = vec![true; receivers.len()];
+    let mut batch: Vec<(usize, Frame)> = Vec::with_capacity(batching.max);
+    // Round-robin start, so a busy stream cannot starve the others.
+    let mut next = 0usize;
+    while open.iter().any(|&o| o) {
+        batch.clear();
+        // Block for the first frame, then gather more until the batch is full or the timeout passes.
+        let mut deadline: Option<Instant> = None;
+        while batch.len() < batching.max {
+            let mut took_any = false;
+            for k in 0..receivers.len() {
+                let slot = (next + k) % receivers.len();
+                if !open[slot] || batch.len() >= batching.max {
+                    continue;
+                }
+                match receivers[slot].try_recv() {
+                    Ok(frame) => {
+                        batch.push((slot, frame));
+                        took_any = true;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        open[slot] = false;
+                        if out.send(Embedded::Ended(slot)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            next = (next + 1) % receivers.len().max(1);
+            if batch.len() >= batching.max || !open.iter().any(|&o| o) {
+                break;
+            }
+            if took_any {
+                deadline.get_or_insert_with(|| Instant::now() + batching.timeout);
+                continue;
+            }
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => break,
+                },
+                None => Duration::from_millis(200),
+            };
+            wait_for_any(&receivers, &open, wait);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let frames: Vec<&Frame> = batch.iter().map(|(_, f)| f).collect();
+        let features = embedder.embed(&frames)?;
+        let took = started.elapsed();
+        metrics.backbone_batch_size.observe(batch.len() as f64);
+        metrics.backbone_seconds.observe(took.as_secs_f64());
+        let per_frame_ms = took.as_secs_f64() * 1000.0 / batch.len() as f64;
+        for ((slot, frame), feature) in batch.drain(..).zip(features) {
+            let meta = ChunkMeta { slot, pts: frame.pts, wall: frame.wall, arrival: frame.arrival, session: frame.session, backbone_ms: per_frame_ms };
+            if out.send(Embedded::Feature(meta, feature)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blocks until any open receiver has a frame (or closes), or `timeout` passes.
+fn wait_for_any(receivers: &[Receiver<Frame>], open: &[bool], timeout: Duration) {
+    let mut select = Select::new();
+    let mut any = false;
+    for (r, &o) in receivers.iter().zip(open) {
+        if o {
+            select.recv(r);
+            any = true;
+        }
+    }
+    if any {
+        let _ = select.ready_timeout(timeout);
+    }
+}
+
+fn detector_worker(input: Receiver<Embedded>, mut detector: Box<dyn OnlineDetector>, out: Sender<Scored>, batching: Batching, metrics: &Metrics) -> anyhow::Result<()> {
+    let mut sessions: Vec<Option<u64>> = Vec::new();
+    let mut pending: Vec<Embedded> = Vec::new();
+    loop {
+        // Gather what is queued: at least one message, at most `batch_max` features.
+        if pending.is_empty() {
+            match input.recv() {
+                Ok(m) => pending.push(m),
+                Err(_) => return Ok(()),
+            }
+        }
+        while pending.len() < batching.max {
+            match input.try_recv() {
+                Ok(m) => pending.push(m),
+                Err(_) => break,
+            }
+        }
+        // One step takes each slot at most once; a slot's later chunks wait for the next step, in order.
+        let mut step: Vec<(ChunkMeta, Vec<f32>)> = Vec::new();
+        let mut rest = Vec::new();
+        for message in pending.drain(..) {
+            match message {
+                Embedded::Feature(meta, feature) if !step.iter().any(|(m, _)| m.slot == meta.slot) && rest.is_empty() => {
+                    if sessions.len() <= meta.slot {
+                        sessions.resize(meta.slot + 1, None);
+                    }
+                    if sessions[meta.slot].is_some_and(|s| s != meta.session) {
+                        // Reconnected: the old window is no context for the new stream.
+                        detector.reset(meta.slot);
+                        if out.send(Scored::Lost(meta.slot)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    sessions[meta.slot] = Some(meta.session);
+                    step.push((meta, feature));
+                }
+                Embedded::Ended(slot) if step.is_empty() && rest.is_empty() => {
+                    detector.reset(slot);
+                    if out.send(Scored::Lost(slot)).is_err() {
+                        return Ok(());
+                    }
+                }
+                other => rest.push(other),
+            }
+        }
+        pending = rest;
+        if step.is_empty() {
+            continue;
+        }
+        let inputs: Vec<(usize, Vec<f32>)> = step.iter().map(|(m, f)| (m.slot, f.clone())).collect();
+        let started = Instant::now();
+        let predictions = detector.step(&inputs)?;
+        let took = started.elapsed();
+        metrics.detector_batch_size.observe(inputs.len() as f64);
+        metrics.detector_seconds.observe(took.as_secs_f64());
+        let detector_ms = took.as_secs_f64() * 1000.0;
+        for ((meta, _), prediction) in step.into_iter().zip(predictions) {
+            let inference_ms = meta.backbone_ms + detector_ms;
+            if out.send(Scored::Chunk(meta, prediction, inference_ms)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The rule thread's state: turns scored chunks into events and hands them to the outputs.
+struct RuleStage {
+    rules: RuleEngine,
+    output: Box<dyn EventOutput>,
+    ids: Vec<Arc<str>>,
+    labels: Vec<String>,
+    metrics: Arc<Metrics>,
+    board: Arc<StreamBoard>,
+    shutdown: Shutdown,
+    summary: RunSummary,
+}
+
+impl RuleStage {
+    fn scored(&mut self, message: Scored) {
+        let events = match message {
+            Scored::Chunk(meta, prediction, inference_ms) => {
+                self.summary.chunks += 1;
+                let stream = &self.ids[meta.slot];
+                let over_horizon: Vec<f32> = (0..self.labels.len()).map(|c| prediction.anticipated.iter().map(|row| row[c]).fold(0.0, f32::max)).collect();
+                self.board.update(stream, meta.pts, top_k(&self.labels, &prediction.current, 3), top_k(&self.labels, &over_horizon, 3));
+                let chunk = ChunkScores {
+                    stream,
+                    pts: meta.pts,
+                    frame_time: meta.wall,
+                    arrival: meta.arrival,
+                    inference_ms,
+                    current: &prediction.current,
+                    anticipated: &prediction.anticipated,
+                };
+                self.rules.observe(&chunk)
+            }
+            // A stream that goes away because the daemon stops ends its firings with `shutdown`.
+            Scored::Lost(slot) => {
+                let reason = if self.shutdown.is_stopped() { EndReason::Shutdown } else { EndReason::StreamLost };
+                self.rules.end_stream(&self.ids[slot], reason)
+            }
+        };
+        self.emit(events);
+    }
+
+    fn control(&mut self, message: Control) {
+        match message {
+            Control::Reload { rules, output } => {
+                match self.rules.reload(&rules, &self.labels) {
+                    Ok(events) => {
+                        self.emit(events);
+                        tracing::info!(rules = rules.len(), "rules reloaded");
+                    }
+                    Err(problems) => tracing::error!("reload refused, the running rules stay: {}", problems.join("; ")),
+                }
+                if let Some(output) = output {
+                    let mut old = std::mem::replace(&mut self.output, output);
+                    old.close();
+                    tracing::info!("sinks reloaded");
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, events: Vec<Event>) {
+        for event in events {
+            self.metrics.count_event(&event.rule, event.kind);
+            if event.kind != EventKind::End {
+                self.metrics.frame_to_event_seconds.observe(event.latency_ms / 1000.0);
+            }
+            self.output.emit(&event);
+            self.summary.events += 1;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rule_worker(
+    input: Receiver<Scored>,
+    control: Receiver<Control>,
+    rules: RuleEngine,
+    output: Box<dyn EventOutput>,
+    ids: Vec<Arc<str>>,
+    labels: Vec<String>,
+    metrics: Arc<Metrics>,
+    board: Arc<StreamBoard>,
+    shutdown: Shutdown,
+) -> RunSummary {
+    let mut stage = RuleStage { rules, output, ids, labels, metrics, board, shutdown, summary: RunSummary::default() };
+    let mut control = control;
+    loop {
+        crossbeam_channel::select! {
+            recv(input) -> message => match message {
+                Ok(message) => stage.scored(message),
+                Err(_) => break,
+            },
+            recv(control) -> message => match message {
+                Ok(message) => stage.control(message),
+                Err(_) => control = crossbeam_channel::never(),
+            },
+        }
+    }
+    let events = stage.rules.shutdown();
+    stage.emit(events);
+    stage.output.close();
+    stage.summary
+}
