@@ -4,11 +4,13 @@
 //! sampled to the chunk rate. The library is what the `actiond` binary runs; the modules read in
 //! data-flow order.
 
+pub mod backbone;
 pub mod cli;
 pub mod clock;
 pub mod feature_spec;
 pub mod config;
 pub mod logging;
+pub mod models;
 pub mod redact;
 pub mod shutdown;
 pub mod source;
