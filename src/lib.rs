@@ -4,6 +4,7 @@
 //! sampled to the chunk rate. The library is what the `actiond` binary runs; the modules read in
 //! data-flow order.
 
+pub mod backbone;
 pub mod cli;
 pub mod clock;
 pub mod feature_spec;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod models;
 pub mod redact;
 pub mod rules;
 pub mod shutdown;

@@ -13,6 +13,7 @@ use crate::logging::{LogFormat, LogOptions};
 mod bench;
 mod check_config;
 mod config_schema;
+mod models;
 mod probe;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
@@ -49,6 +50,9 @@ pub enum Command {
     /// Measure the speed of a stage against its reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Pretrained weights: fetch and convert them.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 /// Parses arguments, sets up logging, runs the command and turns its error into one printed chain.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Config(cmd) => config_schema::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Models(cmd) => models::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,61 @@
+//! Multi-head self-attention with Hugging Face's ViT/DINOv2 weight layout
+//! (`attention.attention.{query,key,value}`, `attention.output.dense`), shared by both models.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Linear, Module, VarBuilder};
+
+/// The shape of an attention block.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionConfig {
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub qkv_bias: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SelfAttention {
+    /// Query, key and value projections stacked into one [3·D, D] matrix: one matmul instead of three.
+    qkv: Linear,
+    output: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl SelfAttention {
+    /// `vb` points at a layer's `attention`.
+    pub fn new(vb: VarBuilder, cfg: &AttentionConfig) -> Result<Self> {
+        let d = cfg.hidden_size;
+        if d % cfg.num_heads != 0 {
+            candle_core::bail!("hidden size {d} is not a multiple of the {} attention heads", cfg.num_heads);
+        }
+        let inner = vb.pp("attention");
+        let mut weights = Vec::with_capacity(3);
+        let mut biases = Vec::with_capacity(3);
+        for name in ["query", "key", "value"] {
+            let vb = inner.pp(name);
+            weights.push(vb.get((d, d), "weight")?);
+            biases.push(if cfg.qkv_bias { vb.get(d, "bias")? } else { Tensor::zeros(d, vb.dtype(), vb.device())? });
+        }
+        let qkv = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
+        let output = candle_nn::linear(d, d, vb.pp("output").pp("dense"))?;
+        let head_dim = d / cfg.num_heads;
+        Ok(Self { qkv, output, num_heads: cfg.num_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt() })
+    }
+
+    /// `[B, T, D]` → `[B, T, D]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (batch, tokens, hidden) = xs.dims3()?;
+        // [B, T, 3, H, hd] → three [B, H, T, hd]
+        let qkv = self.qkv.forward(xs)?.reshape((batch, tokens, 3, self.num_heads, self.head_dim))?;
+        let qkv = qkv.permute((2, 0, 3, 1, 4))?;
+        let query = (qkv.get(0)?.contiguous()? * self.scale)?;
+        let key = qkv.get(1)?.contiguous()?;
+        let value = qkv.get(2)?.contiguous()?;
+        let scores = query.matmul(&key.t()?)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = weights.matmul(&value)?; // [B, H, T, hd]
+        let context = context.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))?;
+        self.output.forward(&context)
+    }
+}

