@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod feature_spec;
 pub mod config;
+pub mod detector;
 pub mod logging;
 pub mod redact;
 pub mod shutdown;
