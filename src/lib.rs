@@ -10,6 +10,7 @@ pub mod feature_spec;
 pub mod config;
 pub mod detector;
 pub mod logging;
+pub mod npy;
 pub mod redact;
 pub mod shutdown;
 pub mod source;

@@ -13,6 +13,7 @@ use crate::logging::{LogFormat, LogOptions};
 mod bench;
 mod check_config;
 mod config_schema;
+mod predict;
 mod probe;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
@@ -46,6 +47,8 @@ pub enum Command {
     /// Configuration helpers (JSON Schema for editors).
     #[command(subcommand)]
     Config(config_schema::ConfigCommand),
+    /// Run the detector over a feature sequence (.npy) and write per-chunk current and anticipated outputs.
+    Predict(predict::Args),
     /// Measure the speed of a stage against its reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Config(cmd) => config_schema::run(cmd),
+        Command::Predict(args) => predict::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
