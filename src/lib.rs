@@ -9,6 +9,7 @@ pub mod clock;
 pub mod feature_spec;
 pub mod config;
 pub mod detector;
+pub mod eval;
 pub mod logging;
 pub mod npy;
 pub mod redact;

@@ -1,0 +1,3 @@
+//! Evaluation: per-frame metrics ([`metrics`]) and probability timeline plots ([`plot`]).
+
+pub mod metrics;
