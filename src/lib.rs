@@ -15,3 +15,4 @@ pub mod npy;
 pub mod redact;
 pub mod shutdown;
 pub mod source;
+pub mod train;

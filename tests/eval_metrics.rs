@@ -45,3 +45,35 @@ fn ignore_class_and_empty_classes_are_left_out_of_the_mean() {
     assert_eq!(m.per_class.len(), 2);
     assert!(frame_metrics(&scores, &targets[..6], 3, None).is_err());
 }
+
+#[test]
+fn eval_command_scores_precomputed_files() {
+    let fx = candle_core::safetensors::load("tests/fixtures/metrics/frame_metrics.safetensors", &Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("s.npy");
+    let targets = dir.path().join("t.npy");
+    actiond::npy::write(&scores, &[6000, 21], &fx["probs"].flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap();
+    actiond::npy::write(&targets, &[6000, 21], &fx["labels"].flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap();
+    let plot = dir.path().join("p.png");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_actiond"))
+        .args(["eval", "--scores", scores.to_str().unwrap(), "--targets", targets.to_str().unwrap(), "--json"])
+        .args(["--plot", plot.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!((report["mAP"].as_f64().unwrap() - 0.7119941).abs() < 1e-5);
+    assert!((report["cAP"].as_f64().unwrap() - 0.9759443).abs() < 1e-5);
+    assert_eq!(report["per_class_AP"].as_object().unwrap().len(), 20);
+    assert!(report.get("anticipation_mAP").is_none());
+    assert!(plot.exists());
+
+    let short = dir.path().join("short.npy");
+    actiond::npy::write(&short, &[10, 21], &[0.0; 210]).unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_actiond"))
+        .args(["eval", "--scores", scores.to_str().unwrap(), "--targets", short.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("short.npy") && stderr.contains("same shape"), "{stderr}");
+}

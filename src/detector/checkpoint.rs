@@ -256,6 +256,14 @@ pub fn save_tensors(tensors: &HashMap<String, Tensor>, card: &ModelCard, weights
     Ok(())
 }
 
+/// Writes tensors as safetensors atomically (temporary file, sync, rename).
+pub fn write_tensors_atomically(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), CheckpointError> {
+    let tmp = tmp_path(path);
+    candle_core::safetensors::save(tensors, &tmp).map_err(|source| CheckpointError::Model { path: tmp.clone(), source })?;
+    sync_file(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
 /// `PATH.tmp`, the name a file is written under before its rename.
 pub fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

@@ -9,8 +9,10 @@
 //! predicts chunk t+1+i. Tensor names are the official state-dict names, so an official checkpoint
 //! saved as safetensors loads with `VarBuilder::from_mmaped_safetensors`.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Dropout, Init, Linear, VarBuilder};
+use candle_nn::{Init, Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 /// Model hyper-parameters, named as the official `config.py` flags.
@@ -195,6 +197,38 @@ pub struct OadtrTaps {
     pub output: OadtrOutput,
 }
 
+/// Inverted dropout whose masks come from one seeded generator shared by the whole model, so training
+/// is reproducible on CPU (candle's own dropout draws from an unseedable thread RNG).
+#[derive(Debug, Clone)]
+struct Dropout {
+    p: f32,
+    rng: Arc<Mutex<fastrand::Rng>>,
+}
+
+impl Dropout {
+    fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train || self.p == 0.0 {
+            return Ok(xs.clone());
+        }
+        let keep_scale = 1.0 / (1.0 - self.p);
+        let mask: Vec<f32> = {
+            let mut rng = self.rng.lock().expect("no panic while the dropout generator is held");
+            (0..xs.elem_count()).map(|_| if rng.f32() < self.p { 0.0 } else { keep_scale }).collect()
+        };
+        xs * Tensor::from_vec(mask, xs.shape(), xs.device())?.to_dtype(xs.dtype())?
+    }
+}
+
+/// Hands out dropout layers sharing one generator.
+#[derive(Debug, Clone)]
+struct DropoutSource(Arc<Mutex<fastrand::Rng>>);
+
+impl DropoutSource {
+    fn new(p: f32, source: &DropoutSource) -> Dropout {
+        Dropout { p, rng: source.0.clone() }
+    }
+}
+
 /// LayerNorm that runs candle's fused kernel at inference and the differentiable composition in training
 /// (the fused op has no backward pass).
 #[derive(Debug, Clone)]
@@ -285,15 +319,15 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, cfg: &OadtrConfig, drop: &DropoutSource) -> Result<Self> {
         let dim = cfg.embedding_dim;
         Ok(Self {
             qkv: candle_nn::linear_no_bias(dim, 3 * dim, vb.pp("qkv"))?,
             proj: linear(vb.pp("proj"), dim, dim)?,
             num_heads: cfg.num_heads,
             scale: 1.0 / ((dim / cfg.num_heads) as f64).sqrt(),
-            attn_drop: Dropout::new(cfg.attn_dropout_rate),
-            proj_drop: Dropout::new(cfg.attn_dropout_rate),
+            attn_drop: DropoutSource::new(cfg.attn_dropout_rate, drop),
+            proj_drop: DropoutSource::new(cfg.attn_dropout_rate, drop),
         })
     }
 
@@ -320,11 +354,11 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, cfg: &OadtrConfig, drop: &DropoutSource) -> Result<Self> {
         Ok(Self {
             fc1: linear(vb.pp("net").pp(0), cfg.embedding_dim, cfg.hidden_dim)?,
             fc2: linear(vb.pp("net").pp(3), cfg.hidden_dim, cfg.embedding_dim)?,
-            dropout: Dropout::new(cfg.dropout_rate),
+            dropout: DropoutSource::new(cfg.dropout_rate, drop),
         })
     }
 
@@ -345,15 +379,15 @@ struct EncoderBlock {
 }
 
 impl EncoderBlock {
-    fn new(vb: VarBuilder, cfg: &OadtrConfig, index: usize) -> Result<Self> {
+    fn new(vb: VarBuilder, cfg: &OadtrConfig, index: usize, drop: &DropoutSource) -> Result<Self> {
         let attn_vb = vb.pp(2 * index).pp("fn");
         let mlp_vb = vb.pp(2 * index + 1).pp("fn");
         Ok(Self {
             attn_norm: Norm::new(attn_vb.pp("norm"), cfg.embedding_dim, cfg.layer_norm_eps)?,
-            attn: SelfAttention::new(attn_vb.pp("fn"), cfg)?,
-            attn_dropout: Dropout::new(cfg.dropout_rate),
+            attn: SelfAttention::new(attn_vb.pp("fn"), cfg, drop)?,
+            attn_dropout: DropoutSource::new(cfg.dropout_rate, drop),
             mlp_norm: Norm::new(mlp_vb.pp("norm"), cfg.embedding_dim, cfg.layer_norm_eps)?,
-            mlp: FeedForward::new(mlp_vb.pp("fn"), cfg)?,
+            mlp: FeedForward::new(mlp_vb.pp("fn"), cfg, drop)?,
         })
     }
 
@@ -376,7 +410,7 @@ struct AttentionLayer {
 }
 
 impl AttentionLayer {
-    fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, cfg: &OadtrConfig, drop: &DropoutSource) -> Result<Self> {
         let d = cfg.decoder_embedding_dim;
         Ok(Self {
             query_projection: linear(vb.pp("query_projection"), d, d)?,
@@ -384,7 +418,7 @@ impl AttentionLayer {
             value_projection: linear(vb.pp("value_projection"), d, d)?,
             out_projection: linear(vb.pp("out_projection"), d, d)?,
             num_heads: cfg.decoder_num_heads,
-            dropout: Dropout::new(cfg.decoder_attn_dropout_rate),
+            dropout: DropoutSource::new(cfg.decoder_attn_dropout_rate, drop),
         })
     }
 
@@ -444,19 +478,19 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+    fn new(vb: VarBuilder, cfg: &OadtrConfig, drop: &DropoutSource) -> Result<Self> {
         let d = cfg.decoder_embedding_dim;
         let ff = cfg.decoder_embedding_dim_out;
         let eps = cfg.layer_norm_eps;
         Ok(Self {
-            self_attention: AttentionLayer::new(vb.pp("self_attention"), cfg)?,
-            cross_attention: AttentionLayer::new(vb.pp("cross_attention"), cfg)?,
+            self_attention: AttentionLayer::new(vb.pp("self_attention"), cfg, drop)?,
+            cross_attention: AttentionLayer::new(vb.pp("cross_attention"), cfg, drop)?,
             conv1: PointwiseConv::new(vb.pp("conv1"), d, ff)?,
             conv2: PointwiseConv::new(vb.pp("conv2"), ff, d)?,
             norm1: Norm::new(vb.pp("norm1"), d, eps)?,
             norm2: Norm::new(vb.pp("norm2"), d, eps)?,
             norm3: Norm::new(vb.pp("norm3"), d, eps)?,
-            dropout: Dropout::new(cfg.decoder_attn_dropout_rate),
+            dropout: DropoutSource::new(cfg.decoder_attn_dropout_rate, drop),
         })
     }
 
@@ -489,6 +523,7 @@ pub struct Oadtr {
     classifier: Linear,
     mlp_head: Linear,
     causal_mask: Tensor,
+    dropout_rng: DropoutSource,
     cfg: OadtrConfig,
 }
 
@@ -500,11 +535,12 @@ impl Oadtr {
         let d = cfg.embedding_dim;
         let q = cfg.query_num;
         let zeros = Init::Const(0.0);
+        let drop = DropoutSource(Arc::new(Mutex::new(fastrand::Rng::with_seed(0))));
         let encoder = (0..cfg.num_layers)
-            .map(|i| EncoderBlock::new(vb.pp("encoder").pp("net"), cfg, i))
+            .map(|i| EncoderBlock::new(vb.pp("encoder").pp("net"), cfg, i, &drop))
             .collect::<Result<Vec<_>>>()?;
         let decoder = (0..cfg.decoder_layers)
-            .map(|i| DecoderLayer::new(vb.pp("decoder").pp("layers").pp(i), cfg))
+            .map(|i| DecoderLayer::new(vb.pp("decoder").pp("layers").pp(i), cfg, &drop))
             .collect::<Result<Vec<_>>>()?;
         let mask: Vec<f32> =
             (0..q).flat_map(|i| (0..q).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
@@ -512,7 +548,7 @@ impl Oadtr {
             linear_encoding: linear(vb.pp("linear_encoding"), cfg.dim_feature, d)?,
             cls_token: vb.get_with_hints((1, 1, d), "cls_token", zeros)?,
             position_encoding: LearnedPositionalEncoding::new(vb.pp("position_encoding"), cfg.enc_layers + 1, d)?,
-            pe_dropout: Dropout::new(cfg.dropout_rate),
+            pe_dropout: DropoutSource::new(cfg.dropout_rate, &drop),
             encoder,
             pre_head_ln: Norm::new(vb.pp("pre_head_ln"), d, cfg.layer_norm_eps)?,
             decoder_cls_token: vb.get_with_hints((1, q, cfg.decoder_embedding_dim), "decoder_cls_token", zeros)?,
@@ -526,8 +562,14 @@ impl Oadtr {
             classifier: linear(vb.pp("classifier"), cfg.decoder_embedding_dim, cfg.numclass)?,
             mlp_head: linear(vb.pp("mlp_head"), d + cfg.decoder_embedding_dim, cfg.numclass)?,
             causal_mask: Tensor::from_vec(mask, (q, q), vb.device())?.to_dtype(vb.dtype())?,
+            dropout_rng: drop,
             cfg: cfg.clone(),
         })
+    }
+
+    /// Restarts the dropout generator (shared by clones of this model) from `seed`.
+    pub fn seed_dropout(&self, seed: u64) {
+        self.dropout_rng.0.lock().expect("no panic while the dropout generator is held").seed(seed);
     }
 
     pub fn config(&self) -> &OadtrConfig {
