@@ -113,6 +113,16 @@ fn stream_errors_are_reported_not_panics() {
     assert!(live.step(&[(a, &short)]).unwrap_err().to_string().contains("expects 384"));
     let ok = vec![0.0f32; 384];
     assert!(live.step(&[(a, &ok), (a, &ok)]).unwrap_err().to_string().contains("twice"));
+    // A reset stream starts a fresh padded window: its first output equals a new stream's.
+    let first = live.step(&[(a, &ok)]).unwrap();
+    let feature: Vec<f32> = (0..384).map(|i| i as f32 / 384.0).collect();
+    live.step(&[(a, &feature)]).unwrap();
+    live.reset(a);
+    let after_reset = live.step(&[(a, &ok)]).unwrap();
+    assert_eq!(first, after_reset);
+    let slot = live.open_slot(5);
+    assert_eq!(slot.slot(), 5);
+    assert_eq!(live.step(&[(slot, &ok)]).unwrap(), first);
     live.remove_stream(a);
     assert!(live.step(&[(a, &ok)]).unwrap_err().to_string().contains("not open"));
 }

@@ -98,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
+        println!("{}", serde_json::json!({"sgemm_ceiling_gflops": sgemm_ceiling()?}));
         for r in &rows {
             println!("{}", serde_json::to_string(r)?);
         }
@@ -115,6 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             opt(r.pytorch_ms_per_window, 1), opt(r.speedup, 2), opt(r.target_ms_per_window, 1)
         );
     }
+    println!("machine sgemm ceiling now (1040x1024x1024 f32 matmul): {:.1} GFLOP/s", sgemm_ceiling()?);
     println!("medians of timed runs; pytorch = official OadTR figures from the issue (2 threads, this machine class), not rerun here");
     Ok(ExitCode::SUCCESS)
 }
@@ -133,4 +135,17 @@ fn row(config: &'static str, mode: &'static str, batch: usize, ms: f64, flops: f
         speedup: torch.map(|t| round(t / per_window)),
         target_ms_per_window: target,
     }
+}
+
+/// GFLOP/s of a plain large matmul right now: the machine is shared, so this is the yardstick the
+/// model's figures should be read against.
+fn sgemm_ceiling() -> anyhow::Result<f64> {
+    let device = Device::Cpu;
+    let a = Tensor::randn(0f32, 1.0, (1040, 1024), &device)?;
+    let b = Tensor::randn(0f32, 1.0, (1024, 1024), &device)?;
+    let ms = time_ms(5, || {
+        std::hint::black_box(a.matmul(&b)?);
+        Ok(())
+    })?;
+    Ok(2.0 * 1040.0 * 1024.0 * 1024.0 / (ms * 1e-3) / 1e9)
 }

@@ -105,10 +105,21 @@ impl Progress for Bar {
     }
     fn epoch_end(&mut self, r: &EpochReport) {
         let val = r.val_map.map(|m| format!("{m:.4}")).unwrap_or_else(|| "-".into());
-        self.bar.println(format!(
-            "epoch {} lr {:.1e} loss {:.4} val mAP {val} ({} windows, {:.1}s)",
-            r.epoch, r.lr, r.train_loss, r.windows, r.seconds
-        ));
+        let line = format!(
+            "epoch {} lr {:.1e} loss {:.4} val mAP {val} ({} windows, {:.1}s, {:.1} windows/s)",
+            r.epoch,
+            r.lr,
+            r.train_loss,
+            r.windows,
+            r.seconds,
+            r.windows as f64 / r.seconds.max(1e-9)
+        );
+        // A hidden bar (stderr is not a terminal) drops println; the epoch summary must still show.
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 }
 

@@ -89,6 +89,13 @@ impl ChunkRing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamId(usize);
 
+impl StreamId {
+    /// The slot number of this stream.
+    pub fn slot(self) -> usize {
+        self.0
+    }
+}
+
 /// Many live streams, one batched forward pass per step.
 #[derive(Debug)]
 pub struct StreamingDetector {
@@ -114,6 +121,23 @@ impl StreamingDetector {
         }
         self.rings.push(Some(ChunkRing::default()));
         StreamId(self.rings.len() - 1)
+    }
+
+    /// Opens slot `slot` if it is not open yet (for callers that number their streams themselves) and
+    /// returns its id.
+    pub fn open_slot(&mut self, slot: usize) -> StreamId {
+        if self.rings.len() <= slot {
+            self.rings.resize_with(slot + 1, || None);
+        }
+        self.rings[slot].get_or_insert_with(ChunkRing::default);
+        StreamId(slot)
+    }
+
+    /// Empties a stream's window (the stream restarted); the next push starts a new padded window.
+    pub fn reset(&mut self, id: StreamId) {
+        if let Some(Some(ring)) = self.rings.get_mut(id.0) {
+            *ring = ChunkRing::default();
+        }
     }
 
     /// Forgets a stream (its id may be reused).
