@@ -150,7 +150,7 @@ impl OadtrConfig {
                 problems.push(format!("{name} is {p}, must be in [0, 1)"));
             }
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             problems.push(format!("layer_norm_eps is {}, must be positive", self.layer_norm_eps));
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
@@ -224,7 +224,7 @@ impl Dropout {
 struct DropoutSource(Arc<Mutex<fastrand::Rng>>);
 
 impl DropoutSource {
-    fn new(p: f32, source: &DropoutSource) -> Dropout {
+    fn layer(p: f32, source: &DropoutSource) -> Dropout {
         Dropout { p, rng: source.0.clone() }
     }
 }
@@ -326,8 +326,8 @@ impl SelfAttention {
             proj: linear(vb.pp("proj"), dim, dim)?,
             num_heads: cfg.num_heads,
             scale: 1.0 / ((dim / cfg.num_heads) as f64).sqrt(),
-            attn_drop: DropoutSource::new(cfg.attn_dropout_rate, drop),
-            proj_drop: DropoutSource::new(cfg.attn_dropout_rate, drop),
+            attn_drop: DropoutSource::layer(cfg.attn_dropout_rate, drop),
+            proj_drop: DropoutSource::layer(cfg.attn_dropout_rate, drop),
         })
     }
 
@@ -358,7 +358,7 @@ impl FeedForward {
         Ok(Self {
             fc1: linear(vb.pp("net").pp(0), cfg.embedding_dim, cfg.hidden_dim)?,
             fc2: linear(vb.pp("net").pp(3), cfg.hidden_dim, cfg.embedding_dim)?,
-            dropout: DropoutSource::new(cfg.dropout_rate, drop),
+            dropout: DropoutSource::layer(cfg.dropout_rate, drop),
         })
     }
 
@@ -385,7 +385,7 @@ impl EncoderBlock {
         Ok(Self {
             attn_norm: Norm::new(attn_vb.pp("norm"), cfg.embedding_dim, cfg.layer_norm_eps)?,
             attn: SelfAttention::new(attn_vb.pp("fn"), cfg, drop)?,
-            attn_dropout: DropoutSource::new(cfg.dropout_rate, drop),
+            attn_dropout: DropoutSource::layer(cfg.dropout_rate, drop),
             mlp_norm: Norm::new(mlp_vb.pp("norm"), cfg.embedding_dim, cfg.layer_norm_eps)?,
             mlp: FeedForward::new(mlp_vb.pp("fn"), cfg, drop)?,
         })
@@ -418,7 +418,7 @@ impl AttentionLayer {
             value_projection: linear(vb.pp("value_projection"), d, d)?,
             out_projection: linear(vb.pp("out_projection"), d, d)?,
             num_heads: cfg.decoder_num_heads,
-            dropout: DropoutSource::new(cfg.decoder_attn_dropout_rate, drop),
+            dropout: DropoutSource::layer(cfg.decoder_attn_dropout_rate, drop),
         })
     }
 
@@ -490,7 +490,7 @@ impl DecoderLayer {
             norm1: Norm::new(vb.pp("norm1"), d, eps)?,
             norm2: Norm::new(vb.pp("norm2"), d, eps)?,
             norm3: Norm::new(vb.pp("norm3"), d, eps)?,
-            dropout: DropoutSource::new(cfg.decoder_attn_dropout_rate, drop),
+            dropout: DropoutSource::layer(cfg.decoder_attn_dropout_rate, drop),
         })
     }
 
@@ -548,7 +548,7 @@ impl Oadtr {
             linear_encoding: linear(vb.pp("linear_encoding"), cfg.dim_feature, d)?,
             cls_token: vb.get_with_hints((1, 1, d), "cls_token", zeros)?,
             position_encoding: LearnedPositionalEncoding::new(vb.pp("position_encoding"), cfg.enc_layers + 1, d)?,
-            pe_dropout: DropoutSource::new(cfg.dropout_rate, &drop),
+            pe_dropout: DropoutSource::layer(cfg.dropout_rate, &drop),
             encoder,
             pre_head_ln: Norm::new(vb.pp("pre_head_ln"), d, cfg.layer_norm_eps)?,
             decoder_cls_token: vb.get_with_hints((1, q, cfg.decoder_embedding_dim), "decoder_cls_token", zeros)?,
