@@ -17,11 +17,15 @@ pub enum BenchCommand {
     /// Decode + sample + scale throughput of files, against
     /// `ffmpeg -i FILE -vf fps=F,scale=S:S -f null -`.
     Ingest(IngestArgs),
+    /// OadTR detector latency (batch 1) and per-window cost (batch 16), small and official-default
+    /// configs, beside the official PyTorch figures.
+    Oadtr(super::bench_oadtr::Args),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
+        BenchCommand::Oadtr(args) => super::bench_oadtr::run(args),
     }
 }
 

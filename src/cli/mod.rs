@@ -11,10 +11,14 @@ use clap::{Parser, Subcommand};
 use crate::logging::{LogFormat, LogOptions};
 
 mod bench;
+mod bench_oadtr;
 mod check_config;
 mod config_schema;
 mod models;
+mod eval;
+mod predict;
 mod probe;
+mod train;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
 pub const EXIT_USAGE: u8 = 2;
@@ -47,6 +51,12 @@ pub enum Command {
     /// Configuration helpers (JSON Schema for editors).
     #[command(subcommand)]
     Config(config_schema::ConfigCommand),
+    /// Run the detector over a feature sequence (.npy) and write per-chunk current and anticipated outputs.
+    Predict(predict::Args),
+    /// Score a detector on a dataset, or precomputed scores against targets: per-frame mAP and cAP.
+    Eval(eval::Args),
+    /// Train the detector on per-frame features and targets.
+    Train(train::Args),
     /// Measure the speed of a stage against its reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -73,6 +83,9 @@ pub fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Config(cmd) => config_schema::run(cmd),
+        Command::Predict(args) => predict::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Train(args) => train::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Models(cmd) => models::run(cmd),
     };

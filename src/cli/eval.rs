@@ -1,0 +1,233 @@
+//! `actiond eval`: per-frame AP and calibrated AP of a detector on a dataset, or of any precomputed
+//! scores against targets, with anticipation mAP per future step and an optional timeline plot.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use candle_core::{Device, Tensor};
+use serde_json::json;
+
+use crate::cli::predict::HeadArgs;
+use crate::cli::UsageError;
+use crate::detector::window::{run_sequence, Activation};
+use crate::eval::metrics::{frame_metrics, FrameMetrics};
+use crate::eval::plot::{draw_timeline, Timeline};
+use crate::train::dataset::{read_split, DatasetLayout};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Detector checkpoint to evaluate on --data.
+    #[arg(long, value_name = "M", requires = "data", conflicts_with_all = ["scores", "targets"])]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub heads: HeadArgs,
+    /// Dataset root: DATA/<feature_dir>/<video>.npy and DATA/target_perframe/<video>.npy.
+    #[arg(long, value_name = "DATA")]
+    pub data: Option<PathBuf>,
+    /// Feature directories under DATA, concatenated in this order.
+    #[arg(long, value_delimiter = ',', default_value = "features")]
+    pub feature_dirs: Vec<String>,
+    /// File listing the videos to evaluate (one per line); default: every video in DATA.
+    #[arg(long, value_name = "FILE", conflicts_with = "videos")]
+    pub split: Option<PathBuf>,
+    /// Videos to evaluate, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub videos: Vec<String>,
+    /// Precomputed scores [frames × C] (.npy), instead of a model.
+    #[arg(long, value_name = "S.npy", requires = "targets")]
+    pub scores: Option<PathBuf>,
+    /// Targets [frames × C] (.npy) for --scores.
+    #[arg(long, value_name = "T.npy", requires = "scores")]
+    pub targets: Option<PathBuf>,
+    /// Chunk rate, for the anticipation horizons in seconds (default: the model's feature spec, else 4).
+    #[arg(long)]
+    pub fps: Option<f64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw one video's probability timeline against its ground truth to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// Video to plot (default: the first evaluated).
+    #[arg(long, requires = "plot")]
+    pub plot_video: Option<String>,
+}
+
+struct Evaluated {
+    metrics: FrameMetrics,
+    anticipation: Vec<Option<FrameMetrics>>,
+    labels: Vec<String>,
+    fps: f64,
+    frames: usize,
+    videos: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let evaluated = match (&args.model, &args.scores) {
+        (Some(_), _) => evaluate_model(&args)?,
+        (None, Some(_)) => evaluate_scores(&args)?,
+        (None, None) => return Err(UsageError("give --model M --data DATA, or --scores S.npy --targets T.npy".into()).into()),
+    };
+    print_report(&evaluated, args.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evaluate_scores(args: &Args) -> anyhow::Result<Evaluated> {
+    let (scores_path, targets_path) = (args.scores.as_ref().expect("checked"), args.targets.as_ref().expect("clap requires it"));
+    let scores = crate::npy::read_matrix(scores_path)?;
+    let targets = crate::npy::read_matrix(targets_path)?;
+    let (frames, classes) = scores.dims2(scores_path)?;
+    if targets.shape != scores.shape {
+        anyhow::bail!(
+            "{}: targets are {:?} but {} is {:?}: they must have the same shape",
+            targets_path.display(),
+            targets.shape,
+            scores_path.display(),
+            scores.shape
+        );
+    }
+    if frames == 0 {
+        anyhow::bail!("{}: no frames", scores_path.display());
+    }
+    let metrics = frame_metrics(&scores.data, &targets.data, classes, args.heads.ignore_class)
+        .with_context(|| format!("scoring {}", scores_path.display()))?;
+    if let Some(plot) = &args.plot {
+        let labels = generic_labels(classes);
+        let name = scores_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let timeline = Timeline {
+            video: &name,
+            scores: &scores.data,
+            targets: &targets.data,
+            classes,
+            labels: &labels,
+            fps: args.fps.unwrap_or(4.0),
+            ignore_class: args.heads.ignore_class,
+        };
+        draw_timeline(plot, &timeline)?;
+    }
+    Ok(Evaluated { metrics, anticipation: Vec::new(), labels: generic_labels(classes), fps: args.fps.unwrap_or(4.0), frames, videos: 1 })
+}
+
+fn generic_labels(classes: usize) -> Vec<String> {
+    (0..classes).map(|i| if i == 0 { "background".into() } else { format!("class_{i}") }).collect()
+}
+
+fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
+    let model_path = args.model.as_ref().expect("checked");
+    let detector = args.heads.load(model_path)?;
+    let cfg = detector.card.config.clone();
+    let layout = DatasetLayout { root: args.data.clone().expect("clap requires it"), feature_dirs: args.feature_dirs.clone() };
+    let videos = if let Some(split) = &args.split {
+        read_split(split)?
+    } else if !args.videos.is_empty() {
+        args.videos.clone()
+    } else {
+        layout.all_videos()?
+    };
+    let fps = args.fps.or(detector.card.feature_spec.as_ref().map(|s| s.fps)).unwrap_or(4.0);
+    let activation = Activation::Probabilities { ignore_class: detector.card.ignore_class };
+    let (c, q) = (cfg.numclass, cfg.query_num);
+    let mut all_scores = Vec::new();
+    let mut all_targets = Vec::new();
+    // Per step i: scores of frame t's query i against the target of frame t+1+i, inside each video.
+    let mut future_scores = vec![Vec::new(); q];
+    let mut future_targets = vec![Vec::new(); q];
+    let plot_video = args.plot.as_ref().map(|_| args.plot_video.clone().unwrap_or_else(|| videos[0].clone()));
+    let bar = indicatif::ProgressBar::new(videos.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} videos {msg}").expect("the template is valid"),
+    );
+    for name in &videos {
+        bar.set_message(name.clone());
+        let video = layout.load(name, Some(cfg.dim_feature), Some(c))?;
+        let features = Tensor::from_slice(&video.features, (video.len, video.dim), &Device::Cpu)?;
+        let (current, anticipation) = run_sequence(&detector.model, &features, activation, 64, |_| {})
+            .with_context(|| format!("running the model on {name}"))?;
+        let current: Vec<f32> = current.flatten_all()?.to_vec1()?;
+        let anticipation: Vec<f32> = anticipation.flatten_all()?.to_vec1()?;
+        for step in 0..q {
+            for t in 0..video.len.saturating_sub(step + 1) {
+                let at = (t * q + step) * c;
+                future_scores[step].extend_from_slice(&anticipation[at..at + c]);
+                future_targets[step].extend_from_slice(video.target_row(t + step + 1));
+            }
+        }
+        if plot_video.as_deref() == Some(name.as_str()) {
+            let timeline = Timeline {
+                video: name,
+                scores: &current,
+                targets: &video.targets,
+                classes: c,
+                labels: &detector.card.labels,
+                fps,
+                ignore_class: detector.card.ignore_class,
+            };
+            draw_timeline(args.plot.as_ref().expect("checked"), &timeline)?;
+        }
+        all_scores.extend_from_slice(&current);
+        all_targets.extend_from_slice(&video.targets);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if let Some(wanted) = &plot_video {
+        if !videos.contains(wanted) {
+            return Err(UsageError(format!("--plot-video {wanted} is not among the evaluated videos")).into());
+        }
+    }
+    let ignore = detector.card.ignore_class;
+    let metrics = frame_metrics(&all_scores, &all_targets, c, ignore).context("scoring current-chunk predictions")?;
+    let anticipation = (0..q).map(|i| frame_metrics(&future_scores[i], &future_targets[i], c, ignore).ok()).collect();
+    Ok(Evaluated { metrics, anticipation, labels: detector.card.labels.clone(), fps, frames: all_scores.len() / c, videos: videos.len() })
+}
+
+fn print_report(e: &Evaluated, as_json: bool) {
+    let name = |class: usize| e.labels.get(class).cloned().unwrap_or_else(|| format!("class_{class}"));
+    let per_class = |pick: fn(&crate::eval::metrics::ClassScores) -> f64| {
+        e.metrics
+            .per_class
+            .iter()
+            .map(|(class, scores)| (name(*class), json!(scores.as_ref().map(pick))))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let steps: Vec<serde_json::Value> = e
+        .anticipation
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"step": i + 1, "seconds": (i + 1) as f64 / e.fps, "mAP": m.as_ref().map(|m| m.map), "cAP": m.as_ref().map(|m| m.cap)}))
+        .collect();
+    let defined: Vec<f64> = e.anticipation.iter().flatten().map(|m| m.map).collect();
+    let mean_anticipation = (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
+    if as_json {
+        let mut object = json!({
+            "mAP": e.metrics.map,
+            "cAP": e.metrics.cap,
+            "sklearn_mAP": e.metrics.sklearn_map,
+            "per_class_AP": per_class(|s| s.ap),
+            "per_class_cAP": per_class(|s| s.cap),
+            "frames": e.frames,
+            "videos": e.videos,
+        });
+        if !e.anticipation.is_empty() {
+            object["anticipation_mAP"] = json!(steps);
+            object["anticipation_mean_mAP"] = json!(mean_anticipation);
+        }
+        println!("{object}");
+        return;
+    }
+    println!("{} frames, {} videos", e.frames, e.videos);
+    println!("{:<24} {:>8} {:>8}", "class", "AP", "cAP");
+    for (class, scores) in &e.metrics.per_class {
+        match scores {
+            Some(s) => println!("{:<24} {:>8.4} {:>8.4}", name(*class), s.ap, s.cap),
+            None => println!("{:<24} {:>8} {:>8}", name(*class), "-", "-"),
+        }
+    }
+    println!("{:<24} {:>8.4} {:>8.4}   (sklearn-style mAP {:.4})", "mean", e.metrics.map, e.metrics.cap, e.metrics.sklearn_map);
+    for (i, m) in e.anticipation.iter().enumerate() {
+        let v = m.as_ref().map(|m| format!("{:.4}", m.map)).unwrap_or_else(|| "-".into());
+        println!("anticipation +{:.2}s mAP {v}", (i + 1) as f64 / e.fps);
+    }
+    if let Some(mean) = mean_anticipation {
+        println!("anticipation mean mAP {mean:.4}");
+    }
+}
