@@ -2,7 +2,9 @@
 //! (`attention.attention.{query,key,value}`, `attention.output.dense`), shared by both models.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::linear::Linear;
 
 /// The shape of an attention block.
 #[derive(Debug, Clone, Copy)]
@@ -37,8 +39,8 @@ impl SelfAttention {
             weights.push(vb.get((d, d), "weight")?);
             biases.push(if cfg.qkv_bias { vb.get(d, "bias")? } else { Tensor::zeros(d, vb.dtype(), vb.device())? });
         }
-        let qkv = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
-        let output = candle_nn::linear(d, d, vb.pp("output").pp("dense"))?;
+        let qkv = Linear::from_weights(Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?);
+        let output = Linear::new(vb.pp("output").pp("dense"), d, d)?;
         let head_dim = d / cfg.num_heads;
         Ok(Self { qkv, output, num_heads: cfg.num_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt() })
     }

@@ -8,10 +8,11 @@
 //! at 224×224. The position grid is resized once at construction for the configured input size.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use super::attention::{AttentionConfig, SelfAttention};
 use super::embeddings::{Embeddings, EmbeddingsConfig};
+use super::linear::Linear;
 
 /// Hugging Face `Dinov2Config` (the fields that shape the model; others are ignored).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -122,12 +123,12 @@ impl Mlp {
     fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         let hidden = cfg.intermediate_size();
         Ok(Self {
-            fc1: candle_nn::linear(cfg.hidden_size, hidden, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(hidden, cfg.hidden_size, vb.pp("fc2"))?,
+            fc1: Linear::new(vb.pp("fc1"), cfg.hidden_size, hidden)?.with_gelu(),
+            fc2: Linear::new(vb.pp("fc2"), hidden, cfg.hidden_size)?,
         })
     }
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?.gelu_erf()?)
+        self.fc2.forward(&self.fc1.forward(xs)?)
     }
 }
 

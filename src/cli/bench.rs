@@ -17,11 +17,14 @@ pub enum BenchCommand {
     /// Decode + sample + scale throughput of files, against
     /// `ffmpeg -i FILE -vf fps=F,scale=S:S -f null -`.
     Ingest(IngestArgs),
+    /// Backbone speed (ms per frame, GFLOP/s) at batch 1 and 4, optionally beside onnxruntime.
+    Backbone(super::bench_backbone::Args),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
+        BenchCommand::Backbone(args) => super::bench_backbone::run(args),
     }
 }
 

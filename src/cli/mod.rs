@@ -11,9 +11,10 @@ use clap::{Parser, Subcommand};
 use crate::logging::{LogFormat, LogOptions};
 
 mod bench;
+mod bench_backbone;
 mod check_config;
 mod config_schema;
-mod models;
+pub mod models;
 mod probe;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
