@@ -21,7 +21,6 @@ pub struct SelfAttention {
     output: Linear,
     num_heads: usize,
     head_dim: usize,
-    scale: f64,
 }
 
 impl SelfAttention {
@@ -39,10 +38,21 @@ impl SelfAttention {
             weights.push(vb.get((d, d), "weight")?);
             biases.push(if cfg.qkv_bias { vb.get(d, "bias")? } else { Tensor::zeros(d, vb.dtype(), vb.device())? });
         }
+        let head_dim = d / cfg.num_heads;
+        // The 1/√d attention scale is applied to the query projection's weights once, not to the
+        // queries on every call (exact for the usual head size 64: the scale is a power of two).
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        weights[0] = (&weights[0] * scale)?;
+        biases[0] = (&biases[0] * scale)?;
         let qkv = Linear::from_weights(Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?);
         let output = Linear::new(vb.pp("output").pp("dense"), d, d)?;
-        let head_dim = d / cfg.num_heads;
-        Ok(Self { qkv, output, num_heads: cfg.num_heads, head_dim, scale: 1.0 / (head_dim as f64).sqrt() })
+        Ok(Self { qkv, output, num_heads: cfg.num_heads, head_dim })
+    }
+
+    /// Multiplies the block's outputs per channel by `scale` [D], folded into the output projection.
+    pub fn scaled_outputs(mut self, scale: &Tensor) -> Result<Self> {
+        self.output = self.output.scaled_outputs(scale)?;
+        Ok(self)
     }
 
     /// `[B, T, D]` → `[B, T, D]`.
@@ -51,7 +61,7 @@ impl SelfAttention {
         // [B, T, 3, H, hd] → three [B, H, T, hd]
         let qkv = self.qkv.forward(xs)?.reshape((batch, tokens, 3, self.num_heads, self.head_dim))?;
         let qkv = qkv.permute((2, 0, 3, 1, 4))?;
-        let query = (qkv.get(0)?.contiguous()? * self.scale)?;
+        let query = qkv.get(0)?.contiguous()?;
         let key = qkv.get(1)?.contiguous()?;
         let value = qkv.get(2)?.contiguous()?;
         let scores = query.matmul(&key.t()?)?;

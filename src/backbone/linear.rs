@@ -23,6 +23,17 @@ impl Linear {
         Self { inner: candle_nn::Linear::new(weight, Some(bias)), gelu: false }
     }
 
+    /// The same layer with its outputs multiplied per channel by `scale` [out] (folds DINOv2's layer
+    /// scale into the weights: one elementwise pass fewer per residual branch).
+    pub fn scaled_outputs(self, scale: &Tensor) -> Result<Self> {
+        let weight = self.inner.weight().broadcast_mul(&scale.unsqueeze(1)?)?;
+        let bias = match self.inner.bias() {
+            Some(bias) => bias.mul(scale)?,
+            None => scale.zeros_like()?,
+        };
+        Ok(Self { inner: candle_nn::Linear::new(weight, Some(bias)), gelu: self.gelu })
+    }
+
     /// The same layer followed by the exact GELU.
     pub fn with_gelu(mut self) -> Self {
         self.gelu = true;
