@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(out.len(), (1 + 25) * dim);
         assert_eq!(&out[..2], &[7.0, -7.0]);
         for pair in out[2..].chunks(2) {
-            assert!((pair[0] - 1.5).abs() < 1e-6 && (pair[1] + 0.25).abs() < 1e-6, "{pair:?}");
+            assert!((pair[0] - 1.5).abs() < 1e-5 && (pair[1] + 0.25).abs() < 1e-5, "{pair:?}");
         }
     }
 
