@@ -81,6 +81,15 @@ mod blas {
             c: *mut f32,
             ldc: c_int,
         );
+        fn openblas_set_num_threads(threads: c_int);
+    }
+
+    /// OpenBLAS sizes its pool from the environment when the library loads, before `main` can set
+    /// it; match it to the pool candle uses so the two do not compete for cores.
+    fn match_thread_count() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: plain setter in OpenBLAS, called before any concurrent sgemm of ours.
+        ONCE.call_once(|| unsafe { openblas_set_num_threads(rayon::current_num_threads() as c_int) });
     }
 
     fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
@@ -102,6 +111,7 @@ mod blas {
         let (out_dim, in_dim) = weight.dims2()?;
         let rows = xs.elem_count() / in_dim;
         let Some(bias) = bias else { return Ok(None) };
+        match_thread_count();
         let Some(bias) = with_slice(bias, |b| b.to_vec()) else { return Ok(None) };
         let mut out: Vec<f32> = Vec::with_capacity(rows * out_dim);
         for _ in 0..rows {
