@@ -55,17 +55,17 @@ impl Linear {
 }
 
 #[cfg(feature = "openblas")]
-mod blas {
+pub(crate) mod blas {
     use candle_core::{DType, Device, Result, Storage, Tensor};
     use std::os::raw::c_int;
 
-    const ROW_MAJOR: c_int = 101;
-    const NO_TRANS: c_int = 111;
-    const TRANS: c_int = 112;
+    pub(crate) const ROW_MAJOR: c_int = 101;
+    pub(crate) const NO_TRANS: c_int = 111;
+    pub(crate) const TRANS: c_int = 112;
 
     #[link(name = "openblas")]
     extern "C" {
-        fn cblas_sgemm(
+        pub(crate) fn cblas_sgemm(
             order: c_int,
             trans_a: c_int,
             trans_b: c_int,
@@ -86,13 +86,13 @@ mod blas {
 
     /// OpenBLAS sizes its pool from the environment when the library loads, before `main` can set
     /// it; match it to the pool candle uses so the two do not compete for cores.
-    fn match_thread_count() {
+    pub(crate) fn match_thread_count() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         // SAFETY: plain setter in OpenBLAS, called before any concurrent sgemm of ours.
         ONCE.call_once(|| unsafe { openblas_set_num_threads(rayon::current_num_threads() as c_int) });
     }
 
-    fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
         if !matches!(t.device(), Device::Cpu) || t.dtype() != DType::F32 || !t.is_contiguous() {
             return None;
         }
