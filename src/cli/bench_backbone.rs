@@ -67,7 +67,7 @@ struct Row {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    if threads == 0 || args.batches.iter().any(|&b| b == 0) || args.runs == 0 {
+    if threads == 0 || args.batches.contains(&0) || args.runs == 0 {
         return Err(UsageError("--threads, --batch and --runs must be at least 1".into()).into());
     }
     // candle sizes its worker pool from these on first use; they must be set before any tensor work.

@@ -112,7 +112,7 @@ pub fn fetch(models_dir: &Path, source: &WeightSource, progress: &dyn Progress) 
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(io_error(&target))?;
         }
-        std::fs::rename(&staging.join("out"), &target).map_err(io_error(&target))
+        std::fs::rename(staging.join("out"), &target).map_err(io_error(&target))
     });
     let _ = std::fs::remove_dir_all(&staging);
     result.map(|()| FetchOutcome::Written(target))
