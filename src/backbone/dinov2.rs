@@ -8,10 +8,11 @@
 //! at 224×224. The position grid is resized once at construction for the configured input size.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use super::attention::{AttentionConfig, SelfAttention};
 use super::embeddings::{Embeddings, EmbeddingsConfig};
+use super::linear::Linear;
 
 /// Hugging Face `Dinov2Config` (the fields that shape the model; others are ignored).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -97,21 +98,6 @@ pub(crate) fn check_activation(name: &str) -> Result<()> {
     }
 }
 
-/// Per-channel scale on a residual branch (`layer_scale{1,2}.lambda1`).
-#[derive(Debug, Clone)]
-struct LayerScale {
-    lambda: Tensor,
-}
-
-impl LayerScale {
-    fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
-        Ok(Self { lambda: vb.get(dim, "lambda1")? })
-    }
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.broadcast_mul(&self.lambda)
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Mlp {
     fc1: Linear,
@@ -119,47 +105,46 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    /// `output_scale`: the layer scale that follows the MLP, folded into fc2.
+    fn new(vb: VarBuilder, cfg: &Config, output_scale: &Tensor) -> Result<Self> {
         let hidden = cfg.intermediate_size();
         Ok(Self {
-            fc1: candle_nn::linear(cfg.hidden_size, hidden, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(hidden, cfg.hidden_size, vb.pp("fc2"))?,
+            fc1: Linear::new(vb.pp("fc1"), cfg.hidden_size, hidden)?.with_gelu(),
+            fc2: Linear::new(vb.pp("fc2"), hidden, cfg.hidden_size)?.scaled_outputs(output_scale)?,
         })
     }
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?.gelu_erf()?)
+        self.fc2.forward(&self.fc1.forward(xs)?)
     }
 }
 
-/// One pre-norm transformer layer with layer scale.
+/// One pre-norm transformer layer with layer scale (`layer_scale{1,2}.lambda1`, a per-channel factor on
+/// each residual branch, folded into the branch's last projection at load).
 #[derive(Debug, Clone)]
 pub struct Layer {
     norm1: LayerNorm,
     attention: SelfAttention,
-    layer_scale1: LayerScale,
     norm2: LayerNorm,
     mlp: Mlp,
-    layer_scale2: LayerScale,
 }
 
 impl Layer {
     pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         let d = cfg.hidden_size;
         let attention = AttentionConfig { hidden_size: d, num_heads: cfg.num_attention_heads, qkv_bias: cfg.qkv_bias };
+        let layer_scale1 = vb.pp("layer_scale1").get(d, "lambda1")?;
+        let layer_scale2 = vb.pp("layer_scale2").get(d, "lambda1")?;
         Ok(Self {
             norm1: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("norm1"))?,
-            attention: SelfAttention::new(vb.pp("attention"), &attention)?,
-            layer_scale1: LayerScale::new(vb.pp("layer_scale1"), d)?,
+            attention: SelfAttention::new(vb.pp("attention"), &attention)?.scaled_outputs(&layer_scale1)?,
             norm2: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("norm2"))?,
-            mlp: Mlp::new(vb.pp("mlp"), cfg)?,
-            layer_scale2: LayerScale::new(vb.pp("layer_scale2"), d)?,
+            mlp: Mlp::new(vb.pp("mlp"), cfg, &layer_scale2)?,
         })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let attended = self.layer_scale1.forward(&self.attention.forward(&self.norm1.forward(xs)?)?)?;
-        let xs = (xs + attended)?;
-        let fed = self.layer_scale2.forward(&self.mlp.forward(&self.norm2.forward(&xs)?)?)?;
+        let xs = (xs + self.attention.forward(&self.norm1.forward(xs)?)?)?;
+        let fed = self.mlp.forward(&self.norm2.forward(&xs)?)?;
         xs + fed
     }
 }

@@ -6,9 +6,11 @@
 //! `model_type`. `actiond models fetch` writes the default one, DINOv2 ViT-S/14.
 
 pub mod attention;
+pub mod cpu_kernels;
 pub mod device;
 pub mod dinov2;
 pub mod embeddings;
+pub mod linear;
 pub mod position_embedding;
 pub mod preprocess;
 pub mod vit;
@@ -25,16 +27,22 @@ use crate::feature_spec::{FeatureKind, FeatureSpec};
 /// Why a backbone could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
-    #[error("{}: {source}{}", path.display(), fetch_hint(path))]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {cause}{}", path.display(), fetch_hint(path))]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{}: {message}", path.display())]
     Config { path: PathBuf, message: String },
-    #[error("{}: cannot load the weights: {source}", path.display())]
-    Weights { path: PathBuf, source: candle_core::Error },
+    #[error("{}: cannot load the weights: {cause}", path.display())]
+    Weights { path: PathBuf, cause: candle_core::Error },
     #[error("{0}")]
     Device(String),
     #[error("backbone failed: {0}")]
-    Run(#[from] candle_core::Error),
+    Run(candle_core::Error),
+}
+
+impl From<candle_core::Error> for BackboneError {
+    fn from(error: candle_core::Error) -> Self {
+        BackboneError::Run(error)
+    }
 }
 
 fn fetch_hint(path: &Path) -> &'static str {
@@ -89,6 +97,19 @@ pub struct Backbone {
     kind: FeatureKind,
     device: candle_core::Device,
     dtype: DType,
+    shape: TransformerShape,
+}
+
+/// Sizes that set a ViT's arithmetic cost per frame.
+#[derive(Debug, Clone, Copy)]
+pub struct TransformerShape {
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    /// Sequence length (CLS + patches).
+    pub tokens: usize,
+    /// Inputs per patch (channels × patch²).
+    pub patch_inputs: usize,
 }
 
 #[derive(serde::Deserialize)]
@@ -101,35 +122,52 @@ impl Backbone {
         let config_path = options.model_dir.join("config.json");
         let weights_path = options.model_dir.join("model.safetensors");
         let config_text = std::fs::read_to_string(&config_path)
-            .map_err(|source| BackboneError::Read { path: config_path.clone(), source })?;
+            .map_err(|cause| BackboneError::Read { path: config_path.clone(), cause })?;
         let config_error = |message: String| BackboneError::Config { path: config_path.clone(), message };
         let model_type: ModelType = serde_json::from_str(&config_text).map_err(|e| config_error(e.to_string()))?;
         if !weights_path.is_file() {
             return Err(BackboneError::Read {
                 path: weights_path,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
         options.precision.check_for(options.device).map_err(BackboneError::Device)?;
         let device = options.device.open().map_err(BackboneError::Device)?;
+        if device.is_cpu() {
+            cpu_kernels::keep_freed_buffers();
+        }
         let dtype = options.precision.dtype();
-        let weights_error = |source| BackboneError::Weights { path: weights_path.clone(), source };
+        let weights_error = |cause| BackboneError::Weights { path: weights_path.clone(), cause };
         // SAFETY: the file is memory-mapped read-only; like every safetensors loader we rely on it not
         // being truncated while loaded (the fetcher replaces model folders by rename, never in place).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], dtype, &device) }.map_err(weights_error)?;
         let input_size = options.input_size;
-        let (model, hidden_size) = match model_type.model_type.as_deref() {
+        let (model, shape) = match model_type.model_type.as_deref() {
             Some("dinov2") => {
                 let cfg: dinov2::Config = serde_json::from_str(&config_text).map_err(|e| config_error(e.to_string()))?;
                 let vb = root_of(vb, "dinov2");
                 let model = dinov2::Dinov2::new(vb, &cfg, input_size).map_err(weights_error)?;
-                (Model::Dinov2(model), cfg.hidden_size)
+                let shape = TransformerShape {
+                    layers: cfg.num_hidden_layers,
+                    hidden_size: cfg.hidden_size,
+                    intermediate_size: (cfg.hidden_size as f64 * cfg.mlp_ratio) as usize,
+                    tokens: 1 + (input_size / cfg.patch_size).pow(2),
+                    patch_inputs: cfg.num_channels * cfg.patch_size * cfg.patch_size,
+                };
+                (Model::Dinov2(model), shape)
             }
             Some("vit") => {
                 let cfg: vit::Config = serde_json::from_str(&config_text).map_err(|e| config_error(e.to_string()))?;
                 let vb = root_of(vb, "vit");
                 let model = vit::Vit::new(vb, &cfg, input_size).map_err(weights_error)?;
-                (Model::Vit(model), cfg.hidden_size)
+                let shape = TransformerShape {
+                    layers: cfg.num_hidden_layers,
+                    hidden_size: cfg.hidden_size,
+                    intermediate_size: cfg.intermediate_size,
+                    tokens: 1 + (input_size / cfg.patch_size).pow(2),
+                    patch_inputs: cfg.num_channels * cfg.patch_size * cfg.patch_size,
+                };
+                (Model::Vit(model), shape)
             }
             other => {
                 return Err(config_error(format!(
@@ -140,7 +178,7 @@ impl Backbone {
         let name = options.name.clone().unwrap_or_else(|| {
             options.model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backbone".into())
         });
-        Ok(Self { model, name, input_size, hidden_size, kind: options.kind, device, dtype })
+        Ok(Self { model, name, input_size, hidden_size: shape.hidden_size, kind: options.kind, device, dtype, shape })
     }
 
     /// The spec of the features this backbone makes when frames are sampled at `fps`.
@@ -189,6 +227,11 @@ impl Backbone {
             Model::Dinov2(model) => model.forward(&pixels)?,
             Model::Vit(model) => model.forward(&pixels)?,
         })
+    }
+
+    /// Sizes that set the backbone's arithmetic cost.
+    pub fn transformer_shape(&self) -> Option<TransformerShape> {
+        Some(self.shape)
     }
 
     /// The DINOv2 model, when that is what was loaded (for debug taps).

@@ -6,11 +6,12 @@
 //! final hidden states) and leaves position-embedding interpolation as `todo!()`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
 use super::attention::{AttentionConfig, SelfAttention};
 use super::dinov2::check_activation;
 use super::embeddings::{Embeddings, EmbeddingsConfig};
+use super::linear::Linear;
 
 /// Hugging Face `ViTConfig` (the fields that shape the model; others are ignored).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -80,14 +81,14 @@ impl Layer {
             layernorm_before: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("layernorm_before"))?,
             attention: SelfAttention::new(vb.pp("attention"), &attention)?,
             layernorm_after: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("layernorm_after"))?,
-            intermediate: candle_nn::linear(d, cfg.intermediate_size, vb.pp("intermediate").pp("dense"))?,
-            output: candle_nn::linear(cfg.intermediate_size, d, vb.pp("output").pp("dense"))?,
+            intermediate: Linear::new(vb.pp("intermediate").pp("dense"), d, cfg.intermediate_size)?.with_gelu(),
+            output: Linear::new(vb.pp("output").pp("dense"), cfg.intermediate_size, d)?,
         })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let xs = (xs + self.attention.forward(&self.layernorm_before.forward(xs)?)?)?;
-        let hidden = self.intermediate.forward(&self.layernorm_after.forward(&xs)?)?.gelu_erf()?;
+        let hidden = self.intermediate.forward(&self.layernorm_after.forward(&xs)?)?;
         xs + self.output.forward(&hidden)?
     }
 }

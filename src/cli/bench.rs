@@ -20,12 +20,15 @@ pub enum BenchCommand {
     /// OadTR detector latency (batch 1) and per-window cost (batch 16), small and official-default
     /// configs, beside the official PyTorch figures.
     Oadtr(super::bench_oadtr::Args),
+    /// Backbone speed (ms per frame, GFLOP/s) at batch 1 and 4, optionally beside onnxruntime.
+    Backbone(super::bench_backbone::Args),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Oadtr(args) => super::bench_oadtr::run(args),
+        BenchCommand::Backbone(args) => super::bench_backbone::run(args),
     }
 }
 

