@@ -12,4 +12,5 @@ pub mod events;
 pub mod logging;
 pub mod redact;
 pub mod shutdown;
+pub mod sinks;
 pub mod source;

@@ -13,6 +13,7 @@ use crate::logging::{LogFormat, LogOptions};
 mod bench;
 mod check_config;
 mod config_schema;
+mod events;
 mod probe;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
@@ -49,6 +50,8 @@ pub enum Command {
     /// Measure the speed of a stage against its reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Pretty-print a JSONL event log for people; `--follow` keeps reading as it grows and rotates.
+    Events(events::Args),
 }
 
 /// Parses arguments, sets up logging, runs the command and turns its error into one printed chain.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Config(cmd) => config_schema::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Events(args) => events::run(args),
     };
     match result {
         Ok(code) => code,
