@@ -108,3 +108,16 @@ fn an_unwritable_path_is_refused_naming_it() {
     let err = SinkSet::start(&log_config(&path, 0, 1, 16)).err().expect("a file where a folder should be is refused").to_string();
     assert!(err.contains("not-a-folder") && err.contains("\"log\""), "{err}");
 }
+
+#[test]
+fn flush_makes_everything_taken_so_far_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let sinks = SinkSet::start(&log_config(&path, 0, 1, 1024)).unwrap();
+    for n in 0..50 {
+        sinks.dispatch(&event(n));
+    }
+    assert!(sinks.flush(true, Duration::from_secs(5)));
+    assert_eq!(read_log(&path).len(), 50, "a durable flush returns once every event queued before it is on disk");
+    sinks.shutdown(Instant::now() + Duration::from_secs(5));
+}

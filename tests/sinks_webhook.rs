@@ -22,6 +22,7 @@ use sinks_support::{event, read_log};
 enum Answer {
     Error500,
     Hangup,
+    BadRequest,
     Ok,
 }
 
@@ -54,6 +55,9 @@ fn receiver(script: impl Fn(usize) -> Answer + Send + 'static) -> (String, Arc<M
                     let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy");
                 }
                 Answer::Hangup => drop(stream),
+                Answer::BadRequest => {
+                    let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
                 Answer::Ok => {
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
                 }
@@ -192,4 +196,23 @@ fn errors_never_show_the_credentials_of_the_url() {
     let text = format!("{err} {err:?}");
     assert!(!text.contains("hunter2") && !text.contains("abc123"), "{text}");
     assert!(text.contains("127.0.0.1"), "{text}");
+}
+
+#[test]
+fn a_refused_event_is_not_retried_and_the_next_one_goes_on() {
+    let (url, received) = receiver(|n| if n == 0 { Answer::BadRequest } else { Answer::Ok });
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = SinkSet::start(&config(&url, &dir.path().join("events.jsonl"), 10)).unwrap();
+    sinks.dispatch(&event(0));
+    sinks.dispatch(&event(1));
+    let counters: BTreeMap<String, _> = sinks.counters().into_iter().collect();
+    let until = Instant::now() + Duration::from_secs(5);
+    while counters["hook"].sent.load(Relaxed) + counters["hook"].failed.load(Relaxed) < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sinks.shutdown(Instant::now() + Duration::from_secs(3));
+    let hook = &counters["hook"];
+    assert_eq!((hook.sent.load(Relaxed), hook.failed.load(Relaxed), hook.retries.load(Relaxed)), (1, 1, 0), "a 400 will not heal: no retry");
+    let ids: Vec<String> = received.lock().unwrap().requests.iter().map(|(_, e)| e.id.clone()).collect();
+    assert_eq!(ids, vec![event(0).id, event(1).id]);
 }
