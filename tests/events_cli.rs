@@ -107,3 +107,19 @@ fn follow_prints_appended_events_across_rotation() {
         assert!(line.contains(&time), "line {n} should be event {n}: {line}");
     }
 }
+
+#[test]
+fn all_reads_the_rotated_files_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    append(&sinks_support::rotated(&path, 2), &[event(0)]);
+    append(&sinks_support::rotated(&path, 1), &[event(1), event(2)]);
+    append(&path, &[event(3)]);
+    let out = actiond().args(["events", "--all"]).arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let times: Vec<&str> = stdout.lines().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(times, ["14:13:20", "14:13:21", "14:13:22", "14:13:23"], "{stdout}");
+    let only_current = actiond().arg("events").arg(&path).output().unwrap();
+    assert_eq!(String::from_utf8(only_current.stdout).unwrap().lines().count(), 1);
+}

@@ -25,6 +25,9 @@ pub struct Args {
     /// Keep printing events as they are appended, following the file across rotation (Ctrl-C ends).
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Read the rotated files first (`FILE.N` … `FILE.1`, oldest first), then FILE.
+    #[arg(long)]
+    pub all: bool,
     /// Show only events of this stream (repeat for several).
     #[arg(long, value_name = "ID")]
     pub stream: Vec<String>,
@@ -38,25 +41,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut skipped = 0u64;
+    if args.all {
+        for rotated in rotated_files(&args.file) {
+            let mut old = LogReader::open(&rotated)?;
+            while let Some((line_no, line)) = old.next_line(false)? {
+                print_line(&args, &old, line_no, &line, &mut out, &mut skipped)?;
+            }
+        }
+    }
     loop {
         while let Some((line_no, line)) = log.next_line(args.follow)? {
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Event>(text) {
-                Ok(event) => {
-                    if (args.stream.is_empty() || args.stream.contains(&event.stream)) && (args.rule.is_empty() || args.rule.contains(&event.rule)) {
-                        writeln!(out, "{}", human::render(&event, Stamp::DateTime))?;
-                    }
-                }
-                Err(err) => {
-                    skipped += 1;
-                    out.flush()?;
-                    eprintln!("actiond: {}:{line_no}: skipped, not an event: {err}", log.shown());
-                }
-            }
+            print_line(&args, &log, line_no, &line, &mut out, &mut skipped)?;
         }
         out.flush()?;
         if !args.follow {
@@ -69,6 +64,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("actiond: {}: {skipped} line(s) skipped", args.file.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FILE.N` … `FILE.1` as the JSONL sink's rotation leaves them, oldest first.
+fn rotated_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..)
+        .map(|index| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{index}"));
+            PathBuf::from(name)
+        })
+        .take_while(|p| p.exists())
+        .collect();
+    files.reverse();
+    files
+}
+
+/// Prints one log line as an event, or flags it on stderr when it is not one.
+fn print_line(args: &Args, log: &LogReader, line_no: u64, line: &[u8], out: &mut impl Write, skipped: &mut u64) -> anyhow::Result<()> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    match serde_json::from_str::<Event>(text) {
+        Ok(event) => {
+            if (args.stream.is_empty() || args.stream.contains(&event.stream)) && (args.rule.is_empty() || args.rule.contains(&event.rule)) {
+                writeln!(out, "{}", human::render(&event, Stamp::DateTime))?;
+            }
+        }
+        Err(err) => {
+            *skipped += 1;
+            out.flush()?;
+            eprintln!("actiond: {}:{line_no}: skipped, not an event: {err}", log.shown());
+        }
+    }
+    Ok(())
 }
 
 /// Reads a log line by line, holding back an unfinished last line while following.
