@@ -21,5 +21,6 @@ pub mod pipeline;
 pub mod redact;
 pub mod rules;
 pub mod shutdown;
+pub mod sinks;
 pub mod source;
 pub mod train;

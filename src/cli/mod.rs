@@ -18,6 +18,7 @@ mod config_schema;
 mod eval;
 pub mod models;
 mod predict;
+mod events;
 mod probe;
 mod train;
 
@@ -64,6 +65,8 @@ pub enum Command {
     /// Pretrained weights: fetch and convert them.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Pretty-print a JSONL event log for people; `--follow` keeps reading as it grows and rotates.
+    Events(events::Args),
 }
 
 /// Parses arguments, sets up logging, runs the command and turns its error into one printed chain.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Models(cmd) => models::run(cmd),
+        Command::Events(args) => events::run(args),
     };
     match result {
         Ok(code) => code,
