@@ -14,6 +14,7 @@ mod bench;
 mod check_config;
 mod config_schema;
 mod probe;
+mod synth;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
 pub const EXIT_USAGE: u8 = 2;
@@ -49,6 +50,8 @@ pub enum Command {
     /// Measure the speed of a stage against its reference.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Write a labelled training set of synthetic action videos (procedural figure, exact ground truth).
+    Synth(synth::Args),
 }
 
 /// Parses arguments, sets up logging, runs the command and turns its error into one printed chain.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Config(cmd) => config_schema::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Synth(args) => synth::run(args),
     };
     match result {
         Ok(code) => code,
