@@ -116,6 +116,8 @@ impl Mp4Writer {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
             packet.set_stream(0);
+            // Without a duration the muxer gives the last frame none, and demuxers drop it.
+            packet.set_duration(1);
             packet.rescale_ts(self.encoder_time_base, self.stream_time_base);
             packet.write_interleaved(&mut self.output).map_err(|e| self.fail("writing a packet", e))?;
         }

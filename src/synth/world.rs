@@ -125,15 +125,17 @@ impl Director {
         Director { rng, tempo, planned: VecDeque::new(), horizon: 0.0, last: None }
     }
 
-    /// The segment covering time `t` (seconds); `t` must not go back more than a few segments.
+    /// The segment covering time `t` (seconds). The last [`HISTORY`] segments stay answerable, so a
+    /// stream can look back (ground truth of past frames) but an endless one does not grow without end.
     pub fn segment_at(&mut self, t: f64) -> Segment {
         while self.horizon <= t {
             self.plan_next();
         }
-        while self.planned.len() > 8 && self.planned[1].end <= t {
+        while self.planned.len() > HISTORY {
             self.planned.pop_front();
         }
-        *self.planned.iter().find(|s| s.start <= t && t < s.end).unwrap_or_else(|| self.planned.front().expect("planned"))
+        let after = self.planned.partition_point(|s| s.end <= t);
+        self.planned[after.min(self.planned.len() - 1)]
     }
 
     fn push(&mut self, seconds: f32, motion: Motion) {
@@ -190,6 +192,9 @@ impl Director {
         self.last = Some(next);
     }
 }
+
+/// Segments a director remembers (hours of video).
+pub const HISTORY: usize = 4096;
 
 /// Seconds per jump (push-off, flight, landing, crouch again).
 pub const JUMP_PERIOD: f32 = 1.05;
