@@ -17,11 +17,14 @@ pub enum BenchCommand {
     /// Decode + sample + scale throughput of files, against
     /// `ffmpeg -i FILE -vf fps=F,scale=S:S -f null -`.
     Ingest(IngestArgs),
+    /// Render speed of the synthetic action world, against FFmpeg's testsrc2 generator.
+    Synth(crate::cli::synth::BenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Ingest(args) => ingest(args),
+        BenchCommand::Synth(args) => crate::cli::synth::bench(args),
     }
 }
 

@@ -133,13 +133,114 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The sheet's tiles have their own size: decode the footage again at that size.
         let sheet_footage = match (&args.footage, args.no_footage) {
             (_, true) => Footage::none(),
-            (Some(path), false) => Footage::load(path, 224, 168, 2.0, 40)?,
-            (None, false) if std::path::Path::new(DEFAULT_FOOTAGE).exists() => Footage::load(DEFAULT_FOOTAGE.as_ref(), 224, 168, 2.0, 40)?,
+            (Some(path), false) => Footage::load(path, 192, 144, 2.0, 40)?,
+            (None, false) if std::path::Path::new(DEFAULT_FOOTAGE).exists() => Footage::load(DEFAULT_FOOTAGE.as_ref(), 192, 144, 2.0, 40)?,
             (None, false) => Footage::none(),
         };
-        let canvas = sheet::render(args.seed, 224, 168, args.fps, &sheet_footage);
+        let canvas = sheet::render(args.seed, 192, 144, args.fps, &sheet_footage);
         sheet::write_png(path, &canvas)?;
         println!("wrote contact sheet {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `actiond bench synth`: render speed of the synthetic world, beside FFmpeg's own synthetic source.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Frames to render per run.
+    #[arg(long, default_value_t = 240)]
+    pub frames: u64,
+    /// Frame size, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", default_value = "320x240", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Timed runs per side; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct BenchRow {
+    width: u32,
+    height: u32,
+    frames: u64,
+    actiond_ms_per_frame: f64,
+    actiond_fps: f64,
+    /// `ffmpeg -f lavfi -i testsrc2 … -f rawvideo -pix_fmt rgb24` to a null sink.
+    ffmpeg_testsrc2_ms_per_frame: Option<f64>,
+    /// ffmpeg's time per frame over ours (above 1: we render faster than testsrc2 is produced).
+    ratio: Option<f64>,
+    runs: usize,
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    use std::time::Instant;
+    let (width, height) = args.size;
+    let frames = args.frames.max(1);
+    let runs = args.runs.max(1);
+    let mut ours = Vec::new();
+    for run in 0..runs {
+        let mut stream = crate::synth::SynthStream::new(run as u64, width, height, 12.0);
+        let start = Instant::now();
+        for _ in 0..frames {
+            std::hint::black_box(stream.next_frame());
+        }
+        ours.push(start.elapsed().as_secs_f64() * 1000.0 / frames as f64);
+    }
+    let mut theirs = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={width}x{height}:rate=12"))
+            .args(["-frames:v", &frames.to_string(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => theirs.push(start.elapsed().as_secs_f64() * 1000.0 / frames as f64),
+            Ok(_) => anyhow::bail!("ffmpeg failed to run testsrc2"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!("ffmpeg is not on PATH: no reference to compare with");
+                break;
+            }
+            Err(e) => return Err(e).context("cannot run ffmpeg"),
+        }
+    }
+    let median = |xs: &mut Vec<f64>| {
+        xs.sort_by(|a, b| a.total_cmp(b));
+        xs.get(xs.len() / 2).copied()
+    };
+    let ours = median(&mut ours).expect("at least one run");
+    let theirs = median(&mut theirs);
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let row = BenchRow {
+        width,
+        height,
+        frames,
+        actiond_ms_per_frame: round(ours),
+        actiond_fps: round(1000.0 / ours),
+        ffmpeg_testsrc2_ms_per_frame: theirs.map(round),
+        ratio: theirs.map(|t| round(t / ours)),
+        runs,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&row)?);
+    } else {
+        let opt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!("{:<10} {:>7} {:>16} {:>12} {:>20} {:>7}", "size", "frames", "actiond ms/frame", "actiond f/s", "testsrc2 ms/frame", "ratio");
+        println!(
+            "{:<10} {:>7} {:>16.3} {:>12.1} {:>20} {:>7}",
+            format!("{width}x{height}"),
+            frames,
+            row.actiond_ms_per_frame,
+            row.actiond_fps,
+            opt(row.ffmpeg_testsrc2_ms_per_frame),
+            opt(row.ratio)
+        );
+        println!("ratio = ffmpeg testsrc2 time per frame / actiond synth render time per frame, medians of {runs} runs, same session");
     }
     Ok(ExitCode::SUCCESS)
 }

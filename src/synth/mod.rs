@@ -73,6 +73,8 @@ pub struct SynthStream {
     noise: f32,
     gain: f32,
     shake: [f32; 6],
+    /// The frame being drawn, kept between frames to save an allocation.
+    canvas: Canvas,
     segment_start: f64,
     blend_from: Option<Pose>,
     last_pose: Pose,
@@ -115,6 +117,7 @@ impl SynthStream {
             noise,
             gain,
             shake,
+            canvas: Canvas::new(width, height),
             segment_start: -1.0,
             blend_from: None,
             last_pose: Pose::standing(),
@@ -137,15 +140,14 @@ impl SynthStream {
         let s = &self.shake;
         let shake_x = s[0] * (s[1] * tf + s[2]).sin();
         let shake_y = s[3] * (s[4] * tf + s[5]).sin();
-        let mut canvas = Canvas::new(self.width, self.height);
+        let canvas = &mut self.canvas;
         let margin = self.backdrop.margin as i32;
         canvas.copy_window(&self.backdrop.canvas, margin + shake_x.round() as i32, margin + shake_y.round() as i32);
         let ground = Px { x: self.x - shake_x, y: self.backdrop.ground_y - shake_y };
         canvas.soft_ellipse(ground, 0.2 * self.scale, 0.035 * self.scale, 2.0, [0.0; 3], 0.3);
-        figure::draw(&mut canvas, &self.body, &pose, &Placement { heading: self.heading, ground, scale: self.scale });
+        figure::draw(canvas, &self.body, &pose, &Placement { heading: self.heading, ground, scale: self.scale });
         canvas.blur(self.blur);
-        canvas.grade(self.gain, 0.0);
-        let rgb = canvas.to_rgb24(self.noise, &mut self.noise_rng);
+        let rgb = canvas.to_rgb24(self.gain, self.noise, &mut self.noise_rng);
         SynthFrame { rgb, width: self.width as u32, height: self.height as u32, index, pts: t, label: segment.label() }
     }
 

@@ -34,11 +34,18 @@ impl Canvas {
     /// Copies the `width`×`height` window of `source` whose top-left corner is (`left`, `top`), edges
     /// clamped, into `self`.
     pub fn copy_window(&mut self, source: &Canvas, left: i32, top: i32) {
+        let inside = left >= 0 && left as usize + self.width <= source.width;
         for y in 0..self.height {
             let sy = (y as i32 + top).clamp(0, source.height as i32 - 1) as usize;
-            for x in 0..self.width {
+            let row = &mut self.pixels[y * self.width..(y + 1) * self.width];
+            if inside {
+                let start = sy * source.width + left as usize;
+                row.copy_from_slice(&source.pixels[start..start + self.width]);
+                continue;
+            }
+            for (x, pixel) in row.iter_mut().enumerate() {
                 let sx = (x as i32 + left).clamp(0, source.width as i32 - 1) as usize;
-                self.pixels[y * self.width + x] = source.pixels[sy * source.width + sx];
+                *pixel = source.pixels[sy * source.width + sx];
             }
         }
     }
@@ -129,23 +136,22 @@ impl Canvas {
             return;
         }
         let (w, h) = (self.width, self.height);
-        let source = self.pixels.clone();
+        // The 3×3 box is separable: sum rows of three, then columns of three.
+        let mut rows = vec![[0.0f32; 3]; w * h];
         for y in 0..h {
-            let rows = [y.saturating_sub(1), y, (y + 1).min(h - 1)];
+            let line = &self.pixels[y * w..(y + 1) * w];
             for x in 0..w {
-                let cols = [x.saturating_sub(1), x, (x + 1).min(w - 1)];
-                let mut sum = [0.0f32; 3];
-                for &ry in &rows {
-                    for &cx in &cols {
-                        let p = source[ry * w + cx];
-                        sum[0] += p[0];
-                        sum[1] += p[1];
-                        sum[2] += p[2];
-                    }
-                }
+                let (a, b, c) = (line[x.saturating_sub(1)], line[x], line[(x + 1).min(w - 1)]);
+                rows[y * w + x] = [a[0] + b[0] + c[0], a[1] + b[1] + c[1], a[2] + b[2] + c[2]];
+            }
+        }
+        for y in 0..h {
+            let (up, down) = (y.saturating_sub(1) * w, (y + 1).min(h - 1) * w);
+            for x in 0..w {
+                let (a, b, c) = (rows[up + x], rows[y * w + x], rows[down + x]);
                 let p = &mut self.pixels[y * w + x];
-                for c in 0..3 {
-                    p[c] += (sum[c] / 9.0 - p[c]) * amount;
+                for ch in 0..3 {
+                    p[ch] += ((a[ch] + b[ch] + c[ch]) / 9.0 - p[ch]) * amount;
                 }
             }
         }
@@ -161,8 +167,9 @@ impl Canvas {
         }
     }
 
-    /// Packs to RGB24, adding uniform sensor noise of ±`noise` levels drawn from `rng`.
-    pub fn to_rgb24(&self, noise: f32, rng: &mut Rng) -> Vec<u8> {
+    /// Packs to RGB24 after scaling brightness by `gain`, adding uniform sensor noise of ±`noise`
+    /// levels drawn from `rng`.
+    pub fn to_rgb24(&self, gain: f32, noise: f32, rng: &mut Rng) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.pixels.len() * 3);
         let mut bits = 0u64;
         let mut left = 0;
@@ -180,7 +187,7 @@ impl Canvas {
                 } else {
                     0.0
                 };
-                out.push((value + jitter).round().clamp(0.0, 255.0) as u8);
+                out.push((value * gain + jitter).round().clamp(0.0, 255.0) as u8);
             }
         }
         out
@@ -225,5 +232,31 @@ mod tests {
         assert_eq!(at(20, 25), 0.0);
         // The round cap reaches past the end point.
         assert!(at(33, 20) > 0.0 && at(35, 20) == 0.0);
+    }
+
+    #[test]
+    fn blur_is_the_three_by_three_mean() {
+        let mut canvas = Canvas::new(5, 5);
+        canvas.pixels[12] = [90.0; 3];
+        canvas.blur(1.0);
+        for (i, p) in canvas.pixels.iter().enumerate() {
+            let (x, y) = (i % 5, i / 5);
+            let expected = if (1..=3).contains(&x) && (1..=3).contains(&y) { 10.0 } else { 0.0 };
+            assert!((p[0] - expected).abs() < 1e-4, "({x},{y}) {p:?}");
+        }
+    }
+
+    #[test]
+    fn copy_window_clamps_at_the_edges() {
+        let mut source = Canvas::new(4, 3);
+        for (i, p) in source.pixels.iter_mut().enumerate() {
+            *p = [i as f32; 3];
+        }
+        let mut inner = Canvas::new(2, 2);
+        inner.copy_window(&source, 1, 1);
+        assert_eq!(inner.pixels.iter().map(|p| p[0]).collect::<Vec<_>>(), vec![5.0, 6.0, 9.0, 10.0]);
+        let mut outer = Canvas::new(2, 2);
+        outer.copy_window(&source, -1, 2);
+        assert_eq!(outer.pixels.iter().map(|p| p[0]).collect::<Vec<_>>(), vec![8.0, 8.0, 8.0, 8.0]);
     }
 }

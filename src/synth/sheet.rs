@@ -1,4 +1,4 @@
-//! A contact sheet of the synthetic world: one row per action (its lead-in, if it has one, then four
+//! A contact sheet of the synthetic world: one row per action (its lead-in, if it has one, labelled background, then four
 //! moments of the action) and a row of idle frames, each tile captioned, written as a PNG so people
 //! can see what every class looks like.
 
@@ -78,7 +78,7 @@ fn capture_row(stream: &mut SynthStream, action: Option<Action>, count: usize) -
         }
         let frame = stream.next_frame();
         match segment.motion {
-            Motion::LeadIn(a) => lead_in_tile = Some((format!("lead-in of {}", LABELS[a.label()]), frame.rgb)),
+            Motion::LeadIn(a) => lead_in_tile = Some((format!("lead-in: {}", LABELS[a.label()]), frame.rgb)),
             _ => {
                 if tiles.is_empty() {
                     if let Some(tile) = lead_in_tile.take() {
@@ -149,6 +149,7 @@ fn glyph(c: char) -> [u8; 7] {
         '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
         '_' => [0, 0, 0, 0, 0, 0, 0x1F],
         '-' => [0, 0, 0, 0x1F, 0, 0, 0],
+        ':' => [0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0],
         '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
         _ => [0; 7],
     }
