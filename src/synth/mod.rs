@@ -4,6 +4,10 @@
 //!
 //! [`SynthStream`] renders frame after frame of one seeded world; [`dataset`] writes a THUMOS-style
 //! training set of H.264 videos, annotations and per-chunk targets (`actiond synth`).
+//!
+//! A stream runs as fast as it is pulled (about 4 ms per 320×240 frame in a release build); pacing
+//! to real time is the caller's job (`pts` says when each frame is due). With real footage:
+//! `SynthStream::with_footage(seed, w, h, fps, &Footage::load(path, w, h, 2.0, 40)?)`.
 
 pub mod background;
 pub mod dataset;
@@ -202,6 +206,12 @@ impl SynthStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_can_move_to_its_own_thread() {
+        fn send<T: Send + 'static>(_: &T) {}
+        send(&SynthStream::new(1, 32, 32, 12.0));
+    }
 
     #[test]
     fn same_seed_same_frames_other_seed_other_frames() {
