@@ -23,4 +23,5 @@ pub mod rules;
 pub mod shutdown;
 pub mod sinks;
 pub mod source;
+pub mod synth;
 pub mod train;

@@ -22,6 +22,8 @@ pub enum BenchCommand {
     Oadtr(super::bench_oadtr::Args),
     /// Backbone speed (ms per frame, GFLOP/s) at batch 1 and 4, optionally beside onnxruntime.
     Backbone(super::bench_backbone::Args),
+    /// Render speed of the synthetic action world, against FFmpeg's testsrc2 generator.
+    Synth(crate::cli::synth::BenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -29,6 +31,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Ingest(args) => ingest(args),
         BenchCommand::Oadtr(args) => super::bench_oadtr::run(args),
         BenchCommand::Backbone(args) => super::bench_backbone::run(args),
+        BenchCommand::Synth(args) => crate::cli::synth::bench(args),
     }
 }
 

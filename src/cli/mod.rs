@@ -21,6 +21,7 @@ mod predict;
 mod events;
 mod probe;
 mod train;
+mod synth;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
 pub const EXIT_USAGE: u8 = 2;
@@ -67,6 +68,8 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// Pretty-print a JSONL event log for people; `--follow` keeps reading as it grows and rotates.
     Events(events::Args),
+    /// Write a labelled training set of synthetic action videos (procedural figure, exact ground truth).
+    Synth(synth::Args),
 }
 
 /// Parses arguments, sets up logging, runs the command and turns its error into one printed chain.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Models(cmd) => models::run(cmd),
         Command::Events(args) => events::run(args),
+        Command::Synth(args) => synth::run(args),
     };
     match result {
         Ok(code) => code,
