@@ -30,6 +30,8 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// Alert rules, evaluated on every chunk of every stream they match.
     pub rules: Vec<crate::rules::RuleConfig>,
+    /// Where events go: `[sinks.<name>]` tables with a `type` (jsonl, stdout, webhook, mqtt).
+    pub sinks: crate::sinks::SinksConfig,
     /// The HTTP server: /metrics, /healthz, /api/streams.
     pub http: HttpConfig,
 }
@@ -326,6 +328,19 @@ impl Config {
         for problem in crate::rules::check_rules(&self.rules, None, None) {
             let (path, message) = problem.split_once(": ").unwrap_or(("rules", &problem));
             push(parse_key_path(path), message.to_string());
+        }
+        for problem in self.sinks.check() {
+            let (path, message) = problem.split_once(": ").unwrap_or(("sinks", &problem));
+            push(parse_key_path(path), message.to_string());
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            for (j, action) in rule.actions.iter().enumerate() {
+                if !self.sinks.0.contains_key(action) {
+                    let known: Vec<&str> = self.sinks.names().collect();
+                    let known = if known.is_empty() { "none is configured".to_string() } else { format!("configured: {}", known.join(", ")) };
+                    push(vec![key("rules"), Segment::Index(i), key("actions"), Segment::Index(j)], format!("no sink is named {action:?} ({known})"));
+                }
+            }
         }
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, stream) in self.streams.iter().enumerate() {

@@ -16,12 +16,14 @@ mod bench_oadtr;
 mod check_config;
 mod config_schema;
 mod eval;
+mod events;
+mod extract;
 pub mod models;
 mod predict;
-mod events;
 mod probe;
-mod train;
+mod run;
 mod synth;
+mod train;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
 pub const EXIT_USAGE: u8 = 2;
@@ -47,6 +49,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: watch the streams of a pipeline file, detect actions, fire rules, emit events.
+    Run(run::Args),
     /// Open a source (file, rtsp://, /dev/videoN, lavfi:GRAPH), decode it and report what it carries.
     Probe(probe::Args),
     /// Check a pipeline config file and print every problem found, with its key and line.
@@ -54,6 +58,8 @@ pub enum Command {
     /// Configuration helpers (JSON Schema for editors).
     #[command(subcommand)]
     Config(config_schema::ConfigCommand),
+    /// Turn videos into backbone features (DATA/<feature-dir>/<video>.npy), as the daemon sees them.
+    Extract(extract::Args),
     /// Run the detector over a feature sequence (.npy) and write per-chunk current and anticipated outputs.
     Predict(predict::Args),
     /// Score a detector on a dataset, or precomputed scores against targets: per-frame mAP and cAP.
@@ -87,7 +93,9 @@ pub fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Extract(args) => extract::run(args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Config(cmd) => config_schema::run(cmd),
         Command::Predict(args) => predict::run(args),

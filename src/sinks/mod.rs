@@ -18,6 +18,7 @@ use crate::events::Event;
 pub mod human;
 pub mod jsonl;
 pub mod mqtt;
+pub mod output;
 mod set;
 pub mod stdout;
 pub mod webhook;
