@@ -8,6 +8,7 @@
 //! Shutdown flows with the data: stopping the sources closes their channels, each stage finishes what it
 //! holds and closes its output, and the rule thread ends open firings (reason `shutdown`) last.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -86,6 +87,9 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub board: Arc<StreamBoard>,
     pub batching: Batching,
+    /// Every chunk's probabilities as JSON lines (`actiond run --record-scores`), for tuning rules and
+    /// for checking the daemon against `actiond predict`.
+    pub scores: Option<Box<dyn std::io::Write + Send>>,
 }
 
 /// When a frame was seen, carried along with its feature and scores.
@@ -143,7 +147,7 @@ impl Running {
 
 /// Starts the stages. `shutdown` stops the sources; everything downstream finishes on its own.
 pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
-    let Parts { sources, embedder, detector, rules, output, metrics, board, batching } = parts;
+    let Parts { sources, embedder, detector, rules, output, metrics, board, batching, scores } = parts;
     let ids: Vec<Arc<str>> = sources.iter().map(|s| s.id.clone()).collect();
     let labels: Vec<String> = detector.labels().to_vec();
     let (embedded_tx, embedded_rx) = bounded::<Embedded>(batching.max.max(1) * 2);
@@ -171,7 +175,7 @@ pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
     }
     let rules_thread = std::thread::Builder::new()
         .name("rules".into())
-        .spawn(move || rule_worker(scored_rx, control_rx, rules, output, ids, labels, metrics, board, shutdown))?;
+        .spawn(move || rule_worker(scored_rx, control_rx, rules, output, ids, labels, metrics, board, shutdown, scores))?;
     Ok(Running { threads, rules_thread, control: control_tx })
 }
 
@@ -180,7 +184,8 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
     let mut batch: Vec<(usize, Frame)> = Vec::with_capacity(batching.max);
     // Round-robin start, so a busy stream cannot starve the others.
     let mut next = 0usize;
-    while open.iter().any(|&o| o) {
+    let mut ended: Vec<usize> = Vec::new();
+    while open.iter().any(|&o| o) || !ended.is_empty() {
         batch.clear();
         // Block for the first frame, then gather more until the batch is full or the timeout passes.
         let mut deadline: Option<Instant> = None;
@@ -198,10 +203,9 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
                     }
                     Err(crossbeam_channel::TryRecvError::Empty) => {}
                     Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        // Announced after this batch: its last frames of the slot must reach the detector first.
                         open[slot] = false;
-                        if out.send(Embedded::Ended(slot)).is_err() {
-                            return Ok(());
-                        }
+                        ended.push(slot);
                     }
                 }
             }
@@ -226,6 +230,11 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
             }
         }
         if batch.is_empty() {
+            for slot in ended.drain(..) {
+                if out.send(Embedded::Ended(slot)).is_err() {
+                    return Ok(());
+                }
+            }
             continue;
         }
         let started = Instant::now();
@@ -238,6 +247,11 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
         for ((slot, frame), feature) in batch.drain(..).zip(features) {
             let meta = ChunkMeta { slot, pts: frame.pts, wall: frame.wall, arrival: frame.arrival, session: frame.session, backbone_ms: per_frame_ms };
             if out.send(Embedded::Feature(meta, feature)).is_err() {
+                return Ok(());
+            }
+        }
+        for slot in ended.drain(..) {
+            if out.send(Embedded::Ended(slot)).is_err() {
                 return Ok(());
             }
         }
@@ -335,14 +349,28 @@ struct RuleStage {
     board: Arc<StreamBoard>,
     shutdown: Shutdown,
     summary: RunSummary,
+    scores: Option<Box<dyn std::io::Write + Send>>,
 }
 
 impl RuleStage {
+    /// Appends one chunk to the score record; a failing record is reported once and dropped, since
+    /// detection must go on.
+    fn record(&mut self, stream: &str, pts: f64, prediction: &Prediction) {
+        let Some(out) = self.scores.as_mut() else { return };
+        let line = serde_json::json!({ "stream": stream, "pts": pts, "current": prediction.current, "anticipated": prediction.anticipated });
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::error!("cannot write the score record, no more scores are recorded: {e}");
+            self.scores = None;
+        }
+    }
+
     fn scored(&mut self, message: Scored) {
         let events = match message {
             Scored::Chunk(meta, prediction, inference_ms) => {
                 self.summary.chunks += 1;
-                let stream = &self.ids[meta.slot];
+                let stream = self.ids[meta.slot].clone();
+                self.record(&stream, meta.pts, &prediction);
+                let stream = &stream;
                 let over_horizon: Vec<f32> = (0..self.labels.len()).map(|c| prediction.anticipated.iter().map(|row| row[c]).fold(0.0, f32::max)).collect();
                 self.board.update(stream, meta.pts, top_k(&self.labels, &prediction.current, 3), top_k(&self.labels, &over_horizon, 3));
                 let chunk = ChunkScores {
@@ -407,8 +435,9 @@ fn rule_worker(
     metrics: Arc<Metrics>,
     board: Arc<StreamBoard>,
     shutdown: Shutdown,
+    scores: Option<Box<dyn std::io::Write + Send>>,
 ) -> RunSummary {
-    let mut stage = RuleStage { rules, output, ids, labels, metrics, board, shutdown, summary: RunSummary::default() };
+    let mut stage = RuleStage { rules, output, ids, labels, metrics, board, shutdown, summary: RunSummary::default(), scores };
     let mut control = control;
     loop {
         crossbeam_channel::select! {

@@ -28,6 +28,10 @@ const STOP_DEADLINE: Duration = Duration::from_secs(5);
 pub struct Args {
     /// The pipeline file (TOML); `actiond check-config FILE` checks it without running.
     pub config: PathBuf,
+    /// Also write every chunk's current and anticipated probabilities to FILE as JSON lines (for
+    /// tuning rule thresholds, or comparing with `actiond predict`).
+    #[arg(long, value_name = "FILE")]
+    pub record_scores: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -57,6 +61,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sink_board = SinkBoard::default();
     let output = SinkOutput::start(&config.sinks, &sink_board).map_err(|p| UsageError(p.join("\n")))?;
 
+    let scores: Option<Box<dyn std::io::Write + Send>> = match &args.record_scores {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|e| UsageError(format!("--record-scores {}: {e}", path.display())))?;
+            Some(Box::new(std::io::BufWriter::new(file)))
+        }
+        None => None,
+    };
     let metrics = Metrics::new();
     let board = StreamBoard::new();
     let healthy = Arc::new(AtomicBool::new(true));
@@ -91,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             metrics,
             board,
             batching: Batching { max: config.model.batch_max, timeout: config.model.batch_timeout },
+            scores,
         },
         shutdown.clone(),
     )?;

@@ -87,7 +87,7 @@ impl StreamCursor {
     }
 }
 
-/// Opens `settings`' input, decodes it to its end (or until stopped), and calls `on_frame` with each
+/// Opens `settings`' input (or starts the synth:// world), decodes it to its end (or until stopped), and calls `on_frame` with each
 /// sampled, scaled frame. `on_open` sees the stream description once the input is open.
 pub fn run_session(
     settings: &SourceSettings,
@@ -97,6 +97,9 @@ pub fn run_session(
     on_open: &mut dyn FnMut(&StreamInfo),
     on_frame: &mut dyn FnMut(Frame) -> Flow,
 ) -> Result<SessionEnd, SourceError> {
+    if let SourceKind::Synth(synth) = &settings.kind {
+        return super::synth::run_session(synth, settings, stats, shutdown, cursor, on_open, on_frame);
+    }
     init();
     let _log_scope = LogScope::enter(&settings.id);
     let deadline = Deadline::new();
@@ -176,6 +179,7 @@ fn open_input(settings: &SourceSettings, shutdown: &Shutdown, deadline: &Deadlin
         SourceKind::V4l2(device) => device.display().to_string(),
         SourceKind::Lavfi(graph) => graph.clone(),
         SourceKind::Rtsp | SourceKind::Network => url.expose().to_string(),
+        SourceKind::Synth(_) => return Err(SourceError::Open { url: url.clone(), reason: "synth:// is generated, not opened with FFmpeg".into() }),
     };
     let c_target = CString::new(target).map_err(|_| SourceError::BadUrl { url: url.clone(), reason: "contains a NUL byte".into() })?;
     let format = match settings.kind.forced_format() {

@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod ffmpeg;
 pub mod runner;
 pub mod sampler;
+pub mod synth;
 
 pub use runner::{spawn, SourceHandle};
 
@@ -37,6 +38,8 @@ pub enum SourceKind {
     V4l2(PathBuf),
     /// An FFmpeg lavfi filter graph used as a source, e.g. `testsrc2=size=640x480:rate=25`.
     Lavfi(String),
+    /// The synthetic action world, `synth://seed=7?realtime=1`: generated frames with known ground truth.
+    Synth(synth::SynthUrl),
 }
 
 impl SourceKind {
@@ -48,6 +51,9 @@ impl SourceKind {
                 return Err(SourceError::BadUrl { url: RedactedUrl::new(url), reason: "lavfi: needs a filter graph, e.g. lavfi:testsrc2=size=640x480:rate=25".into() });
             }
             return Ok(SourceKind::Lavfi(graph.to_string()));
+        }
+        if let Some(rest) = url.strip_prefix("synth://") {
+            return Ok(SourceKind::Synth(synth::SynthUrl::parse(url, rest)?));
         }
         if let Some(device) = url.strip_prefix("v4l2:") {
             return Ok(SourceKind::V4l2(PathBuf::from(device.trim_start_matches("//"))));
@@ -66,7 +72,7 @@ impl SourceKind {
                 _ => Err(SourceError::BadUrl {
                     url: RedactedUrl::new(url),
                     reason: format!(
-                        "unknown scheme `{scheme}://`; use a file path, /dev/videoN, lavfi:GRAPH or one of {}",
+                        "unknown scheme `{scheme}://`; use a file path, /dev/videoN, lavfi:GRAPH, synth://seed=N or one of {}",
                         NETWORK_SCHEMES.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
                     ),
                 }),
@@ -75,9 +81,10 @@ impl SourceKind {
         Ok(SourceKind::File(PathBuf::from(url)))
     }
 
-    /// Live sources reconnect after an error, a stall or an end; files end once.
+    /// Live sources reconnect after an error, a stall or an end; files end once. A synth:// world
+    /// cannot fail, and behaves like a file: nothing is dropped, and a `seconds=` stream ends.
     pub fn is_live(&self) -> bool {
-        !matches!(self, SourceKind::File(_))
+        !matches!(self, SourceKind::File(_) | SourceKind::Synth(_))
     }
 
     /// The FFmpeg demuxer to force, where the URL alone does not select it.
