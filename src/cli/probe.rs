@@ -117,8 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut first_frame_at: Option<Instant> = None;
     run_session(&settings, &stats, &shutdown, &mut cursor, &mut |i| info = Some(i.clone()), &mut |frame| {
         let first = *first_frame_at.get_or_insert_with(Instant::now);
-        let elapsed = if live { first.elapsed().as_secs_f64() } else { frame.pts - pts_seen.first().copied().unwrap_or(frame.pts) };
-        if limit.is_some_and(|l| elapsed >= l) {
+        // Media time decides, so a paced source gives the same count on a fast or a loaded machine; a live
+        // source whose timestamps crawl is still cut off by the wall clock a second later.
+        let media = frame.pts - pts_seen.first().copied().unwrap_or(frame.pts);
+        let wall_over = |l: f64| live && first.elapsed().as_secs_f64() >= l + 1.0;
+        if limit.is_some_and(|l| media >= l || wall_over(l)) {
             return Flow::Stop;
         }
         pts_seen.push(frame.pts);
