@@ -230,10 +230,8 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
             }
         }
         if batch.is_empty() {
-            for slot in ended.drain(..) {
-                if out.send(Embedded::Ended(slot)).is_err() {
-                    return Ok(());
-                }
+            if !announce_ended(&out, &mut ended) {
+                return Ok(());
             }
             continue;
         }
@@ -250,13 +248,16 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
                 return Ok(());
             }
         }
-        for slot in ended.drain(..) {
-            if out.send(Embedded::Ended(slot)).is_err() {
-                return Ok(());
-            }
+        if !announce_ended(&out, &mut ended) {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Tells the detector which streams ended; false when it is gone.
+fn announce_ended(out: &Sender<Embedded>, ended: &mut Vec<usize>) -> bool {
+    ended.drain(..).all(|slot| out.send(Embedded::Ended(slot)).is_ok())
 }
 
 /// Blocks until any open receiver has a frame (or closes), or `timeout` passes.

@@ -14,7 +14,7 @@ use crate::synth::dataset::{self, DatasetSpec};
 use crate::synth::{sheet, SynthError};
 
 /// Background footage used when --footage is not given (if it is there).
-const DEFAULT_FOOTAGE: &str = "assets/media/bikes.mp4";
+use crate::synth::background::DEFAULT_FOOTAGE;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

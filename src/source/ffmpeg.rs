@@ -405,7 +405,7 @@ impl DecodeState<'_> {
                     return Ok(Flow::Stop);
                 }
                 let frame = self.scale(&decoded, pts, cursor.next_index, cursor.session)?;
-                self.track_sampled_rate(frame.arrival);
+                self.stats.track_sampled(frame.arrival, &mut self.last_sample);
                 cursor.next_index += 1;
                 self.stats.frames_sampled.fetch_add(1, Ordering::Relaxed);
                 if on_frame(frame) == Flow::Stop {
@@ -428,21 +428,6 @@ impl DecodeState<'_> {
             }
         }
         self.last_ts = Some(ts);
-    }
-
-    fn track_sampled_rate(&mut self, arrival: Instant) {
-        let smoothed = match self.last_sample {
-            Some((prev, interval)) => {
-                let dt = arrival.duration_since(prev).as_secs_f64();
-                let s = interval.map_or(dt, |i| 0.9 * i + 0.1 * dt);
-                if s > 0.0 {
-                    self.stats.set_sampled_fps(1.0 / s);
-                }
-                Some(s)
-            }
-            None => None,
-        };
-        self.last_sample = Some((arrival, smoothed));
     }
 
     /// Sleeps until `pts` is due at real-time pace; returns true if stopped meanwhile.

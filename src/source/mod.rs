@@ -236,6 +236,19 @@ impl StreamStats {
         self.sampled_fps_bits.store(fps.to_bits(), Ordering::Relaxed);
     }
 
+    /// Notes that a sampled frame left at `arrival`, updating the smoothed sampled rate.
+    pub(crate) fn track_sampled(&self, arrival: Instant, last: &mut Option<(Instant, Option<f64>)>) {
+        let smoothed = last.and_then(|(prev, interval)| {
+            let dt = arrival.duration_since(prev).as_secs_f64();
+            let s = interval.map_or(dt, |i| 0.9 * i + 0.1 * dt);
+            if s > 0.0 {
+                self.set_sampled_fps(1.0 / s);
+            }
+            Some(s)
+        });
+        *last = Some((arrival, smoothed));
+    }
+
     pub fn state(&self) -> StreamState {
         match self.state.load(Ordering::Relaxed) {
             0 => StreamState::Connecting,

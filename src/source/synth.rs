@@ -17,11 +17,8 @@ use super::sampler::{Decision, Ratio};
 use super::{Frame, SourceError, SourceSettings, StreamState, StreamStats};
 use crate::redact::RedactedUrl;
 use crate::shutdown::Shutdown;
-use crate::synth::background::Footage;
+use crate::synth::background::{Footage, DEFAULT_FOOTAGE};
 use crate::synth::SynthStream;
-
-/// Footage whose stills become some of the backdrops, as `actiond synth` uses by default.
-pub const DEFAULT_FOOTAGE: &str = "assets/media/bikes.mp4";
 
 /// A parsed `synth://` URL.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,17 +150,7 @@ pub fn run_session(
         let arrival = Instant::now();
         // Wall time follows the stream's own clock, so paced and unpaced runs stamp the same times.
         let wall = if synth.realtime { SystemTime::now() } else { wall_start + Duration::from_secs_f64(pts) };
-        last_arrival = Some(match last_arrival {
-            Some((prev, smoothed)) => {
-                let dt = arrival.duration_since(prev).as_secs_f64();
-                let s = smoothed.map_or(dt, |s| 0.9 * s + 0.1 * dt);
-                if s > 0.0 {
-                    stats.set_sampled_fps(1.0 / s);
-                }
-                (arrival, Some(s))
-            }
-            None => (arrival, None),
-        });
+        stats.track_sampled(arrival, &mut last_arrival);
         let (width, height) = settings.output_size;
         let frame = Frame { stream: settings.id.clone(), index: cursor.next_index, session: cursor.session, pts, arrival, wall, width, height, rgb };
         cursor.next_index += 1;

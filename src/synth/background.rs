@@ -14,6 +14,9 @@ use crate::shutdown::Shutdown;
 use crate::source::ffmpeg::{run_session, Flow, StreamCursor};
 use crate::source::{SourceSettings, StreamStats};
 
+/// Real footage whose stills become some of the backdrops, by default (`actiond synth`, `synth://`).
+pub const DEFAULT_FOOTAGE: &str = "assets/media/bikes.mp4";
+
 /// Stills of real footage at one frame size, shared by every video of a run.
 #[derive(Clone, Default)]
 pub struct Footage {
