@@ -8,6 +8,7 @@ pub mod backbone;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dataset;
 pub mod detector;
 pub mod eval;
 pub mod events;

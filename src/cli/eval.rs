@@ -1,7 +1,7 @@
 //! `actiond eval`: per-frame AP and calibrated AP of a detector on a dataset, or of any precomputed
 //! scores against targets, with anticipation mAP per future step and an optional timeline plot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -13,20 +13,26 @@ use crate::cli::UsageError;
 use crate::detector::window::{run_sequence, Activation};
 use crate::eval::metrics::{frame_metrics, FrameMetrics};
 use crate::eval::plot::{draw_timeline, Timeline};
-use crate::train::dataset::{read_split, DatasetLayout};
+use crate::dataset::labels::LabelMap;
+use crate::train::dataset::{read_split, DatasetLayout, Video};
+use crate::train::linear_probe::{LinearProbe, ProbeOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Detector checkpoint to evaluate on --data.
-    #[arg(long, value_name = "M", requires = "data", conflicts_with_all = ["scores", "targets"])]
+    #[arg(long, value_name = "M", requires = "data", conflicts_with_all = ["scores", "targets", "linear_probe"])]
     pub model: Option<PathBuf>,
+    /// Instead of a model: fit the per-frame linear baseline (logistic regression on single chunk
+    /// features) on the videos listed in this file, then score it like a model on --split/--videos.
+    #[arg(long, value_name = "TRAIN_SPLIT", requires = "data", conflicts_with_all = ["scores", "targets"])]
+    pub linear_probe: Option<PathBuf>,
     #[command(flatten)]
     pub heads: HeadArgs,
     /// Dataset root: DATA/<feature_dir>/<video>.npy and DATA/target_perframe/<video>.npy.
     #[arg(long, value_name = "DATA")]
     pub data: Option<PathBuf>,
     /// Feature directories under DATA, concatenated in this order.
-    #[arg(long, value_delimiter = ',', default_value = "features")]
+    #[arg(long, value_delimiter = ',', default_value = "dinov2_vits14")]
     pub feature_dirs: Vec<String>,
     /// File listing the videos to evaluate (one per line); default: every video in DATA.
     #[arg(long, value_name = "FILE", conflicts_with = "videos")]
@@ -64,10 +70,13 @@ struct Evaluated {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let evaluated = match (&args.model, &args.scores) {
-        (Some(_), _) => evaluate_model(&args)?,
-        (None, Some(_)) => evaluate_scores(&args)?,
-        (None, None) => return Err(UsageError("give --model M --data DATA, or --scores S.npy --targets T.npy".into()).into()),
+    let evaluated = match (&args.model, &args.scores, &args.linear_probe) {
+        (Some(_), _, _) => evaluate_model(&args)?,
+        (None, Some(_), _) => evaluate_scores(&args)?,
+        (None, None, Some(train)) => evaluate_linear_probe(&args, train)?,
+        (None, None, None) => {
+            return Err(UsageError("give --model M --data DATA, --linear-probe TRAIN_SPLIT --data DATA, or --scores S.npy --targets T.npy".into()).into())
+        }
     };
     print_report(&evaluated, args.json);
     Ok(ExitCode::SUCCESS)
@@ -113,18 +122,56 @@ fn generic_labels(classes: usize) -> Vec<String> {
     (0..classes).map(|i| if i == 0 { "background".into() } else { format!("class_{i}") }).collect()
 }
 
-fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
-    let model_path = args.model.as_ref().expect("checked");
-    let detector = args.heads.load(model_path)?;
-    let cfg = detector.card.config.clone();
-    let layout = DatasetLayout { root: args.data.clone().expect("clap requires it"), feature_dirs: args.feature_dirs.clone() };
-    let videos = if let Some(split) = &args.split {
+/// The videos to score: --split, --videos, or every video in DATA.
+fn chosen_videos(args: &Args, layout: &DatasetLayout) -> anyhow::Result<Vec<String>> {
+    Ok(if let Some(split) = &args.split {
         read_split(split)?
     } else if !args.videos.is_empty() {
         args.videos.clone()
     } else {
         layout.all_videos()?
+    })
+}
+
+fn evaluate_linear_probe(args: &Args, train_split: &Path) -> anyhow::Result<Evaluated> {
+    let data = args.data.clone().expect("clap requires it");
+    let layout = DatasetLayout { root: data.clone(), feature_dirs: args.feature_dirs.clone() };
+    let train_names = read_split(train_split)?;
+    let test_names = chosen_videos(args, &layout)?;
+    if let Some(shared) = test_names.iter().find(|n| train_names.contains(n)) {
+        return Err(UsageError(format!("{shared} is in both {} and the evaluated videos", train_split.display())).into());
+    }
+    let load = |names: &[String]| -> anyhow::Result<Vec<Video>> {
+        let first = layout.load(&names[0], None, None)?;
+        names.iter().map(|n| Ok(layout.load(n, Some(first.dim), Some(first.classes))?)).collect()
     };
+    let train = load(&train_names)?;
+    let test = load(&test_names)?;
+    let classes = train[0].classes;
+    anyhow::ensure!(test[0].dim == train[0].dim && test[0].classes == classes, "training and evaluated videos differ in feature or class widths");
+    let label_map = LabelMap::path_in(&data);
+    let labels = match label_map.exists() {
+        true => Some(LabelMap::read(&label_map).map_err(|e| UsageError(e.to_string()))?).filter(|l| l.len() == classes),
+        false => None,
+    };
+    let ignore_class = args.heads.ignore_class.or(labels.as_ref().and_then(LabelMap::ambiguous));
+    let probe = LinearProbe::fit(&train, &ProbeOptions { ignore_class, ..Default::default() });
+    let (mut scores, mut targets) = (Vec::new(), Vec::new());
+    for video in &test {
+        scores.extend(probe.predict_video(video));
+        targets.extend_from_slice(&video.targets);
+    }
+    let metrics = frame_metrics(&scores, &targets, classes, ignore_class).context("scoring the linear probe")?;
+    let labels = labels.map(|l| l.names().to_vec()).unwrap_or_else(|| generic_labels(classes));
+    Ok(Evaluated { metrics, anticipation: Vec::new(), labels, fps: args.fps.unwrap_or(4.0), frames: scores.len() / classes, videos: test.len() })
+}
+
+fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
+    let model_path = args.model.as_ref().expect("checked");
+    let detector = args.heads.load(model_path)?;
+    let cfg = detector.card.config.clone();
+    let layout = DatasetLayout { root: args.data.clone().expect("clap requires it"), feature_dirs: args.feature_dirs.clone() };
+    let videos = chosen_videos(args, &layout)?;
     let fps = args.fps.or(detector.card.feature_spec.as_ref().map(|s| s.fps)).unwrap_or(4.0);
     let activation = Activation::Probabilities { ignore_class: detector.card.ignore_class };
     let (c, q) = (cfg.numclass, cfg.query_num);

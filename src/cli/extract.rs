@@ -4,22 +4,16 @@
 //! as <video>.json. Finished videos are skipped, so an interrupted run resumes; a video that fails is
 //! reported and the rest go on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::UsageError;
 use crate::config::Config;
+use crate::dataset::extract::{embed_video, list_videos, video_name, FeatureWriter};
 use crate::feature_spec::{FeatureKind, FeatureSpec};
 use crate::pipeline::Embedder;
-use crate::shutdown::Shutdown;
-use crate::source::ffmpeg::{run_session, Flow, StreamCursor};
-use crate::source::{Frame, SourceSettings, StreamStats};
-
-/// Video file extensions picked up from directories.
-const VIDEO_EXTENSIONS: &[&str] = &["mp4", "avi", "mkv", "mov", "webm", "m4v", "mpg", "mpeg", "ts", "flv", "wmv"];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -49,7 +43,7 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
-fn parse_kind(text: &str) -> Result<FeatureKind, String> {
+pub fn parse_kind(text: &str) -> Result<FeatureKind, String> {
     match text {
         "cls" => Ok(FeatureKind::Cls),
         "cls+mean" => Ok(FeatureKind::ClsMean),
@@ -65,129 +59,57 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if videos.is_empty() {
         return Err(UsageError("no videos found in the inputs given".into()).into());
     }
-    let mut config = Config::load(args.config.as_deref())?;
-    if let Some(b) = &args.backbone {
+    let (config, mut embedder) = load_backbone(args.config.as_deref(), args.backbone.as_ref(), args.feature, args.fps)?;
+    let writer = FeatureWriter { data: args.out.clone(), feature_dir: args.feature_dir.clone(), spec: FeatureSpec { fps: args.fps, ..embedder.spec().clone() } };
+    let report = extract_all(&videos, &config, &writer, embedder.as_mut(), args.batch)?;
+    println!("{} extracted, {} already done, {} failed → {}", report.extracted, report.skipped, report.failed.len(), args.out.join(&args.feature_dir).display());
+    if report.failed.is_empty() { Ok(ExitCode::SUCCESS) } else { Ok(ExitCode::from(super::EXIT_FAILURE)) }
+}
+
+/// The pipeline config (for source settings) and the backbone, with command-line overrides.
+pub fn load_backbone(config: Option<&std::path::Path>, backbone: Option<&PathBuf>, feature: Option<FeatureKind>, fps: f64) -> anyhow::Result<(Config, Box<dyn Embedder>)> {
+    let mut config = Config::load(config)?;
+    if let Some(b) = backbone {
         config.model.backbone = b.clone();
     }
-    if let Some(k) = args.feature {
+    if let Some(k) = feature {
         config.model.feature = k;
     }
-    let mut embedder = crate::models::runtime::load_embedder(&config.model, args.fps).map_err(|e| UsageError(format!("{e:#}")))?;
-    let spec = FeatureSpec { fps: args.fps, ..embedder.spec().clone() };
-    let dir = args.out.join(&args.feature_dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let embedder = crate::models::runtime::load_embedder(&config.model, fps).map_err(|e| UsageError(format!("{e:#}")))?;
+    Ok((config, embedder))
+}
 
+/// What a run of [`extract_all`] did.
+pub struct ExtractReport {
+    pub extracted: usize,
+    pub skipped: usize,
+    pub failed: Vec<PathBuf>,
+}
+
+/// Extracts every video not already finished, with a progress bar; a failing video is reported on
+/// stderr and the rest go on.
+pub fn extract_all(videos: &[PathBuf], config: &Config, writer: &FeatureWriter, embedder: &mut dyn Embedder, batch: usize) -> anyhow::Result<ExtractReport> {
+    writer.prepare()?;
     let bar = ProgressBar::new(videos.len() as u64);
     bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} videos {msg}").expect("static template").progress_chars("=> "));
-    let (mut done, mut skipped, mut failed) = (0, 0, Vec::new());
-    for video in &videos {
+    let mut report = ExtractReport { extracted: 0, skipped: 0, failed: Vec::new() };
+    for video in videos {
         let name = video_name(video);
-        let npy = dir.join(format!("{name}.npy"));
-        let sidecar = dir.join(format!("{name}.json"));
         bar.set_message(name.clone());
-        if is_finished(&npy, &sidecar, &spec) {
-            skipped += 1;
+        if writer.finished(&name).is_some() {
+            report.skipped += 1;
             bar.inc(1);
             continue;
         }
-        match extract_one(video, &config, &spec, embedder.as_mut(), args.batch.max(1), &bar) {
-            Ok((chunks, features)) => {
-                crate::npy::write(&npy, &[chunks, spec.dim], &features)?;
-                crate::detector::checkpoint::write_atomically(&sidecar, serde_json::to_string_pretty(&spec)?.as_bytes())?;
-                done += 1;
-            }
+        match embed_video(video, config, &writer.spec, embedder, batch, &mut || bar.tick()).and_then(|embedded| writer.write(&name, &embedded)) {
+            Ok(()) => report.extracted += 1,
             Err(err) => {
                 bar.suspend(|| eprintln!("actiond: {}: {err:#}", video.display()));
-                failed.push(video.clone());
+                report.failed.push(video.clone());
             }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("{done} extracted, {skipped} already done, {} failed → {}", failed.len(), dir.display());
-    if failed.is_empty() { Ok(ExitCode::SUCCESS) } else { Ok(ExitCode::from(super::EXIT_FAILURE)) }
-}
-
-/// A finished video has its features and a sidecar with the same spec.
-fn is_finished(npy: &Path, sidecar: &Path, spec: &FeatureSpec) -> bool {
-    npy.exists()
-        && std::fs::read(sidecar).ok().and_then(|b| serde_json::from_slice::<FeatureSpec>(&b).ok()).is_some_and(|s| &s == spec)
-}
-
-fn extract_one(video: &Path, config: &Config, spec: &FeatureSpec, embedder: &mut dyn Embedder, batch: usize, bar: &ProgressBar) -> anyhow::Result<(usize, Vec<f32>)> {
-    let mut settings = SourceSettings::for_url(config, "extract", &video.display().to_string())?;
-    settings.fps = spec.fps;
-    settings.output_size = (spec.input_size, spec.input_size);
-    let mut features: Vec<f32> = Vec::new();
-    let mut pending: Vec<Frame> = Vec::with_capacity(batch);
-    let mut failure: Option<anyhow::Error> = None;
-    let mut flush = |pending: &mut Vec<Frame>, features: &mut Vec<f32>| -> anyhow::Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<&Frame> = pending.iter().collect();
-        for row in embedder.embed(&refs)? {
-            features.extend_from_slice(&row);
-        }
-        pending.clear();
-        Ok(())
-    };
-    let stats = StreamStats::new();
-    run_session(&settings, &stats, &Shutdown::new(), &mut StreamCursor::new(spec.fps), &mut |_| {}, &mut |frame| {
-        pending.push(frame);
-        if pending.len() >= batch {
-            if let Err(e) = flush(&mut pending, &mut features) {
-                failure = Some(e);
-                return Flow::Stop;
-            }
-            bar.tick();
-        }
-        Flow::Continue
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    flush(&mut pending, &mut features)?;
-    let chunks = features.len() / spec.dim;
-    anyhow::ensure!(chunks > 0, "no frame could be decoded ({} decode errors)", stats.snapshot().decode_errors);
-    Ok((chunks, features))
-}
-
-/// The dataset name of a video: its file name without the extension.
-pub fn video_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| path.display().to_string())
-}
-
-fn list_videos(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            collect_dir(input, &mut out).with_context(|| format!("cannot list {}", input.display()))?;
-        } else if input.exists() {
-            out.push(input.clone());
-        } else {
-            return Err(UsageError(format!("{}: no such file or directory", input.display())).into());
-        }
-    }
-    out.sort();
-    out.dedup();
-    let mut names = std::collections::BTreeMap::new();
-    for v in &out {
-        if let Some(other) = names.insert(video_name(v), v.clone()) {
-            return Err(UsageError(format!("{} and {} would both be named {:?} in the dataset", other.display(), v.display(), video_name(v))).into());
-        }
-    }
-    Ok(out)
-}
-
-fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_dir(&path, out)?;
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
-            out.push(path);
-        }
-    }
-    Ok(())
+    Ok(report)
 }

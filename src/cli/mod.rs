@@ -15,14 +15,15 @@ mod bench_backbone;
 mod bench_oadtr;
 mod check_config;
 mod config_schema;
+mod dataset;
 mod eval;
 mod events;
-mod extract;
+pub mod extract;
 pub mod models;
 mod predict;
 mod probe;
 mod run;
-mod synth;
+pub mod synth;
 mod train;
 
 /// Exit code for bad usage or configuration: what the user wrote must change.
@@ -74,6 +75,9 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// Pretty-print a JSONL event log for people; `--follow` keeps reading as it grows and rotates.
     Events(events::Args),
+    /// Training data from your own footage: build features and targets, compose streams from clips.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
     /// Write a labelled training set of synthetic action videos (procedural figure, exact ground truth).
     Synth(synth::Args),
 }
@@ -105,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Models(cmd) => models::run(cmd),
         Command::Events(args) => events::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Dataset(cmd) => dataset::run(cmd),
     };
     match result {
         Ok(code) => code,

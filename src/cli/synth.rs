@@ -64,7 +64,7 @@ pub struct Args {
     pub contact_sheet: Option<PathBuf>,
 }
 
-fn parse_size(text: &str) -> Result<(u32, u32), String> {
+pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let (w, h) = text.split_once(['x', 'X']).ok_or_else(|| format!("`{text}` is not WIDTHxHEIGHT, e.g. 320x240"))?;
     let parse = |s: &str| s.trim().parse::<u32>().map_err(|_| format!("`{text}` is not WIDTHxHEIGHT, e.g. 320x240"));
     Ok((parse(w)?, parse(h)?))

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::UsageError;
+use crate::dataset::labels::LabelMap;
 use crate::detector::checkpoint::{ModelCard, TrainingProvenance};
 use crate::detector::oadtr::OadtrConfig;
 use crate::feature_spec::FeatureSpec;
@@ -19,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "DATA")]
     pub data: PathBuf,
     /// Feature directories under DATA, concatenated in this order (e.g. rgb,flow).
-    #[arg(long, value_delimiter = ',', default_value = "features")]
+    #[arg(long, value_delimiter = ',', default_value = "dinov2_vits14")]
     pub feature_dirs: Vec<String>,
     /// File listing training videos (one per line).
     #[arg(long, value_name = "FILE")]
@@ -49,10 +50,12 @@ pub struct Args {
     /// Window length T.
     #[arg(long)]
     pub window: Option<usize>,
-    /// Class names, comma separated, background first (default background, class_1, …).
+    /// Class names, comma separated, background first (default: DATA/labels.txt when present, else
+    /// background, class_1, …).
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// Feature spec JSON (backbone, input_size, fps, kind, dim) recorded in the checkpoint.
+    /// Feature spec JSON (backbone, input_size, fps, kind, dim) recorded in the checkpoint (default:
+    /// the spec written beside the first training video's features).
     #[arg(long, value_name = "FILE")]
     pub feature_spec: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
@@ -81,7 +84,8 @@ pub struct Args {
     /// Cap on windows per epoch.
     #[arg(long)]
     pub max_windows: Option<usize>,
-    /// Class excluded from loss and metrics (THUMOS: 21).
+    /// Class excluded from loss and metrics (THUMOS: 21; default: the `ambiguous` column of
+    /// DATA/labels.txt when there is one).
     #[arg(long)]
     pub ignore_class: Option<usize>,
     #[arg(long, default_value_t = 0)]
@@ -162,13 +166,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!("model config: {}", problems.join("; "))).into());
     }
     let mut card = ModelCard::new(config.clone());
+    let data_labels = LabelMap::path_in(&args.data);
+    let mut ignore_class = args.ignore_class;
     if !args.labels.is_empty() {
         if args.labels.len() != config.numclass {
             return Err(UsageError(format!("--labels lists {} names, the data has {} classes", args.labels.len(), config.numclass)).into());
         }
         card.labels = args.labels.clone();
+    } else if data_labels.exists() {
+        let labels = LabelMap::read(&data_labels).map_err(|e| UsageError(e.to_string()))?;
+        if labels.len() != config.numclass {
+            return Err(UsageError(format!("{} lists {} classes, the targets have {}", data_labels.display(), labels.len(), config.numclass)).into());
+        }
+        card.labels = labels.names().to_vec();
+        ignore_class = ignore_class.or(labels.ambiguous());
     }
-    if let Some(path) = &args.feature_spec {
+    let spec_path = match &args.feature_spec {
+        Some(path) => Some(path.clone()),
+        None => Some(layout.root.join(&args.feature_dirs[0]).join(format!("{}.json", train_names[0]))).filter(|p| args.feature_dirs.len() == 1 && p.exists()),
+    };
+    if let Some(path) = &spec_path {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         card.feature_spec = Some(serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?);
     }
@@ -178,7 +195,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Err(UsageError(format!("feature spec says {} wide, the features are {}", spec.dim, config.dim_feature)).into());
         }
     }
-    card.ignore_class = args.ignore_class;
+    card.ignore_class = ignore_class;
     let train_videos = load_all(&layout, &train_names, &config)?;
     let val_videos = load_all(&layout, &val_names, &config)?;
     card.training = Some(TrainingProvenance {
@@ -200,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stride: args.stride,
         max_windows_per_epoch: args.max_windows,
         seed: args.seed,
-        ignore_class: args.ignore_class,
+        ignore_class,
     };
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} windows {per_sec} {msg} eta {eta}")

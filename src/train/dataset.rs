@@ -17,8 +17,17 @@ pub enum DatasetError {
     Npy(#[from] NpyError),
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    At { path: PathBuf, line: usize, message: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl DatasetError {
+    /// A problem on one line of a text file (1-based).
+    pub fn at(path: &Path, line: usize, message: String) -> DatasetError {
+        DatasetError::At { path: path.to_path_buf(), line, message }
+    }
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> DatasetError {

@@ -157,9 +157,11 @@ impl Adam {
         let bias2 = 1.0 - Self::BETA2.powi(self.step as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = &grads[i] else { continue };
-            let g = ((g * scale)? + (var.as_tensor() * self.weight_decay)?)?;
-            self.m[i] = ((&self.m[i] * Self::BETA1)? + (&g * (1.0 - Self::BETA1))?)?;
-            self.v[i] = ((&self.v[i] * Self::BETA2)? + (g.sqr()? * (1.0 - Self::BETA2))?)?;
+            // Detached: moments computed from a variable would otherwise keep a backprop graph
+            // reaching through every earlier step, and memory would grow with each batch.
+            let g = ((g.detach() * scale)? + (var.as_tensor().detach() * self.weight_decay)?)?;
+            self.m[i] = ((&self.m[i] * Self::BETA1)? + (&g * (1.0 - Self::BETA1))?)?.detach();
+            self.v[i] = ((&self.v[i] * Self::BETA2)? + (g.sqr()? * (1.0 - Self::BETA2))?)?.detach();
             let denom = ((self.v[i].sqrt()? / bias2.sqrt())? + Self::EPS)?;
             let update = ((&self.m[i] / denom)? * (lr / bias1))?;
             var.set(&(var.as_tensor() - update)?)?;

@@ -1,0 +1,12 @@
+//! Training data from users' own footage: label maps, annotations in THUMOS, CSV and per-frame form,
+//! per-chunk targets made at the times of the frames the ingest keeps, feature extraction to the
+//! DATA layout `train` and `eval` read ([`crate::train::dataset`]), and long untrimmed streams
+//! composed from trimmed single-action clips with a split that keeps groups apart.
+
+pub mod annotations;
+pub mod compose;
+pub mod extract;
+pub mod labels;
+pub mod targets;
+
+pub use crate::train::dataset::DatasetError;
