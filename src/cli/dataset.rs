@@ -112,6 +112,10 @@ pub struct ComposeArgs {
     /// x264 quality (constant rate factor, lower is better).
     #[arg(long, default_value_t = 18)]
     pub crf: u32,
+    /// Re-shoot each training placement of a clip (random zoomed crop, mirror, exposure), so clips
+    /// reused across streams do not repeat exactly. Test streams are never augmented.
+    #[arg(long)]
+    pub augment: bool,
 }
 
 fn parse_range(text: &str) -> Result<(f64, f64), String> {
@@ -253,6 +257,7 @@ fn compose(args: ComposeArgs) -> anyhow::Result<ExitCode> {
         height,
         seed: args.seed,
         crf: args.crf,
+        augment: args.augment,
     };
     let plans = compose::plan(&clips, &split, &spec);
     let video_dir = args.out.join("videos");

@@ -16,7 +16,8 @@
 //! OUT/streams.csv                  stream,split,start_s,end_s,label,group,clip: what went where
 //! OUT/compose.json                 the settings and the groups on each side
 //! ```
-//! The same inputs and seed give the same files.
+//! The same inputs and seed give the same files. With `augment`, each training placement is re-shot
+//! (zoomed crop, mirror, exposure; see [`Augment`]); test streams never are.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -156,6 +157,8 @@ pub struct ComposeSpec {
     pub height: u32,
     pub seed: u64,
     pub crf: u32,
+    /// Vary each training placement's framing and exposure (test streams stay as shot).
+    pub augment: bool,
 }
 
 /// One clip in a stream and the idle gap before it.
@@ -163,6 +166,54 @@ pub struct ComposeSpec {
 pub struct Placement {
     pub clip: usize,
     pub gap_s: f64,
+    pub augment: Option<Augment>,
+}
+
+/// How one placement of a clip is re-shot: a zoomed crop, a mirror, an exposure change. A clip
+/// reused across training streams then looks a little different each time, so a detector learns the
+/// action rather than memorising the clip's exact features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Augment {
+    /// Side of the crop as a share of the frame (1 = whole frame).
+    pub scale: f32,
+    /// Crop position within the free margin, 0..=1 on each axis.
+    pub at: (f32, f32),
+    pub mirror: bool,
+    /// Pixel values become `gain * v + offset`.
+    pub gain: f32,
+    pub offset: f32,
+}
+
+impl Augment {
+    fn draw(rng: &mut Rng) -> Augment {
+        Augment { scale: rng.range(0.75, 1.0), at: (rng.unit(), rng.unit()), mirror: rng.chance(0.5), gain: rng.range(0.8, 1.2), offset: rng.range(-20.0, 20.0) }
+    }
+
+    /// Applies to one packed RGB24 frame of `width`×`height` (bilinear sampling of the crop).
+    pub fn apply(&self, rgb: &[u8], width: usize, height: usize) -> Vec<u8> {
+        let (cw, ch) = (width as f32 * self.scale, height as f32 * self.scale);
+        let (x0, y0) = ((width as f32 - cw) * self.at.0, (height as f32 - ch) * self.at.1);
+        let mut out = Vec::with_capacity(rgb.len());
+        for y in 0..height {
+            let sy = (y0 + (y as f32 + 0.5) * ch / height as f32 - 0.5).clamp(0.0, (height - 1) as f32);
+            let (y_lo, fy) = (sy.floor() as usize, sy.fract());
+            let y_hi = (y_lo + 1).min(height - 1);
+            for x in 0..width {
+                let xo = if self.mirror { width - 1 - x } else { x };
+                let sx = (x0 + (xo as f32 + 0.5) * cw / width as f32 - 0.5).clamp(0.0, (width - 1) as f32);
+                let (x_lo, fx) = (sx.floor() as usize, sx.fract());
+                let x_hi = (x_lo + 1).min(width - 1);
+                for c in 0..3 {
+                    let at = |yy: usize, xx: usize| rgb[(yy * width + xx) * 3 + c] as f32;
+                    let top = at(y_lo, x_lo) * (1.0 - fx) + at(y_lo, x_hi) * fx;
+                    let bottom = at(y_hi, x_lo) * (1.0 - fx) + at(y_hi, x_hi) * fx;
+                    let v = top * (1.0 - fy) + bottom * fy;
+                    out.push((self.gain * v + self.offset).round().clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// One stream to write.
@@ -196,7 +247,8 @@ pub fn plan(clips: &[Clip], split: &GroupSplit, spec: &ComposeSpec) -> Vec<Strea
                 }
                 last = Some(clip);
                 let gap_s = spec.gap_s.0 + (spec.gap_s.1 - spec.gap_s.0) * rng.unit() as f64;
-                placed.push(Placement { clip, gap_s });
+                let augment = (spec.augment && !test).then(|| Augment::draw(&mut rng));
+                placed.push(Placement { clip, gap_s, augment });
             }
             plans.push(StreamPlan { name: format!("{prefix}-{index:03}"), test, clips: placed });
         }
@@ -270,9 +322,16 @@ pub fn write_stream(plan: &StreamPlan, clips: &[Clip], config: &Config, spec: &C
         for placement in &plan.clips {
             let clip = &clips[placement.clip];
             let decoded = DecodedClip::read(&clip.file, config, spec).map_err(|message| DatasetError::Invalid { path: clip.file.clone(), message })?;
-            let frames = decoded.resampled(spec.fps);
+            let frames: Vec<Vec<u8>> = decoded
+                .resampled(spec.fps)
+                .into_iter()
+                .map(|rgb| match &placement.augment {
+                    Some(a) => a.apply(rgb, spec.width as usize, spec.height as usize),
+                    None => rgb.to_vec(),
+                })
+                .collect();
             for _ in 0..(placement.gap_s * spec.fps).round() as u64 {
-                writer.push(frames[0]).map_err(encode_error)?;
+                writer.push(&frames[0]).map_err(encode_error)?;
                 frame += 1;
             }
             let start_frame = frame;
@@ -391,7 +450,7 @@ mod tests {
     }
 
     fn spec() -> ComposeSpec {
-        ComposeSpec { out: PathBuf::from("out"), train_streams: 3, test_streams: 2, clips_per_stream: 5, gap_s: (1.0, 2.0), fps: 25.0, width: 64, height: 64, seed: 3, crf: 18 }
+        ComposeSpec { out: PathBuf::from("out"), train_streams: 3, test_streams: 2, clips_per_stream: 5, gap_s: (1.0, 2.0), fps: 25.0, width: 64, height: 64, seed: 3, crf: 18, augment: false }
     }
 
     #[test]
@@ -429,6 +488,33 @@ mod tests {
         // 15 placements over 6 training clips: each used 2 or 3 times.
         assert_eq!(uses.len(), 6);
         assert!(uses.values().all(|&n| (2..=3).contains(&n)), "{uses:?}");
+    }
+
+    #[test]
+    fn augmentation_is_identity_at_neutral_settings_and_mirrors_and_zooms() {
+        let (w, h) = (8usize, 4usize);
+        let rgb: Vec<u8> = (0..w * h).flat_map(|i| [(i * 7 % 256) as u8, (i * 3) as u8, 100]).collect();
+        let neutral = Augment { scale: 1.0, at: (0.5, 0.5), mirror: false, gain: 1.0, offset: 0.0 };
+        assert_eq!(neutral.apply(&rgb, w, h), rgb);
+        let mirrored = Augment { mirror: true, ..neutral }.apply(&rgb, w, h);
+        assert_eq!(&mirrored[..3], &rgb[(w - 1) * 3..w * 3]);
+        let brighter = Augment { gain: 1.0, offset: 10.0, ..neutral }.apply(&rgb, w, h);
+        assert_eq!(brighter[2], 110);
+        // A half-size crop at the top-left corner shows only the top-left quarter, enlarged (its
+        // last row and column blend with the next ones).
+        let zoomed = Augment { scale: 0.5, at: (0.0, 0.0), ..neutral }.apply(&rgb, w, h);
+        let top_left_max = (0..=h / 2).flat_map(|y| (0..=w / 2).map(move |x| (y * w + x) * 3 + 1)).map(|i| rgb[i]).max().unwrap();
+        assert!(top_left_max < *rgb.iter().skip(1).step_by(3).max().unwrap());
+        assert!(zoomed.chunks_exact(3).all(|p| p[1] <= top_left_max));
+    }
+
+    #[test]
+    fn test_streams_are_never_augmented() {
+        let clips = clips();
+        let split = split_groups(&clips, &TestGroups::Named(vec!["d".into()]), 0).unwrap();
+        let plans = plan(&clips, &split, &ComposeSpec { augment: true, ..spec() });
+        assert!(plans.iter().filter(|p| !p.test).all(|p| p.clips.iter().all(|c| c.augment.is_some())));
+        assert!(plans.iter().filter(|p| p.test).all(|p| p.clips.iter().all(|c| c.augment.is_none())));
     }
 
     #[test]
