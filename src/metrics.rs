@@ -1,6 +1,7 @@
 //! Prometheus metrics: per-stream ingest counters (read from the sources' own atomics at scrape time),
-//! batch-size and latency histograms of the model stages, the frame→event latency, and events by rule
-//! and type. Rendered in the Prometheus text format by [`Metrics::render`]; names follow
+//! batch-size and latency histograms of the model stages, the frame→scores latency of every chunk (how
+//! far behind the pipeline runs, events or not), the frame→event latency, and events by rule and type.
+//! Rendered in the Prometheus text format by [`Metrics::render`]; names follow
 //! `actiond_<what>_<unit>[_total]`.
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub struct Metrics {
     pub backbone_seconds: Histogram,
     pub detector_batch_size: Histogram,
     pub detector_seconds: Histogram,
+    /// Every chunk, from its frame's arrival to its scores reaching the rules.
+    pub frame_to_scores_seconds: Histogram,
     pub frame_to_event_seconds: Histogram,
     events: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// Named counters other stages add (sink deliveries, drops).
@@ -96,6 +99,7 @@ impl Default for Metrics {
             backbone_seconds: Histogram::new(SECONDS_BUCKETS),
             detector_batch_size: Histogram::new(BATCH_BUCKETS),
             detector_seconds: Histogram::new(SECONDS_BUCKETS),
+            frame_to_scores_seconds: Histogram::new(SECONDS_BUCKETS),
             frame_to_event_seconds: Histogram::new(SECONDS_BUCKETS),
             events: Mutex::new(BTreeMap::new()),
             extra: Mutex::new(Vec::new()),
@@ -166,6 +170,7 @@ impl Metrics {
             ("actiond_backbone_batch_seconds", "Backbone time per batch.", &self.backbone_seconds),
             ("actiond_detector_batch_size", "Streams per detector batch.", &self.detector_batch_size),
             ("actiond_detector_batch_seconds", "Detector time per batch.", &self.detector_seconds),
+            ("actiond_frame_to_scores_seconds", "From a frame's arrival to its chunk's scores, every chunk.", &self.frame_to_scores_seconds),
             ("actiond_frame_to_event_seconds", "From a frame's arrival to its event's emission.", &self.frame_to_event_seconds),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -211,5 +216,6 @@ mod tests {
         assert!(text.contains("actiond_stream_frames_decoded_total{stream=\"cam\\\"1\"} 12"), "{text}");
         assert!(text.contains("actiond_events_total{rule=\"fall\",type=\"start\"} 2"), "{text}");
         assert!(text.contains("# TYPE actiond_frame_to_event_seconds histogram"));
+        assert!(text.contains("# TYPE actiond_frame_to_scores_seconds histogram"));
     }
 }

@@ -6,7 +6,10 @@
 //! exactly what `actiond predict` gives on the same file's features.
 //!
 //! Shutdown flows with the data: stopping the sources closes their channels, each stage finishes what it
-//! holds and closes its output, and the rule thread ends open firings (reason `shutdown`) last.
+//! holds and closes its output, and the rule thread ends open firings (reason `shutdown`) last. A stop is
+//! bounded in time even when the backbone is far behind: frames still queued at the sources are not
+//! embedded, and the rule thread waits at most [`STOP_DRAIN`] for the chunks still in the model stages
+//! before it ends the firings and closes the sinks; a batch still being embedded then is left behind.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -114,19 +117,31 @@ enum Scored {
     Lost(usize),
 }
 
+/// After a stop, how long the rule thread waits for chunks still in the backbone and detector before it
+/// ends the open firings. With the sinks' 3 s to close, the daemon is gone within its 5 s stop deadline
+/// however slow the backbone is.
+pub const STOP_DRAIN: Duration = Duration::from_millis(1500);
+
 /// A pipeline whose threads are running.
 pub struct Running {
     threads: Vec<JoinHandle<anyhow::Result<()>>>,
     rules_thread: JoinHandle<RunSummary>,
+    shutdown: Shutdown,
     pub control: Sender<Control>,
 }
 
 impl Running {
     /// Waits until every stage has finished (all sources ended or stopped), returning what the run did
-    /// or the first stage error.
+    /// or the first stage error. After a stop it returns once the rule thread has closed the sinks: a
+    /// model stage still busy with a batch nobody will read is not waited for.
     pub fn join(self) -> anyhow::Result<RunSummary> {
+        let summary = self.rules_thread.join().map_err(|_| anyhow::anyhow!("the rule thread panicked"));
         let mut first_error = None;
         for t in self.threads {
+            if self.shutdown.is_stopped() && !t.is_finished() {
+                tracing::debug!(thread = t.thread().name().unwrap_or("?"), "still busy at stop; not waited for");
+                continue;
+            }
             match t.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -137,7 +152,7 @@ impl Running {
                 }
             }
         }
-        let summary = self.rules_thread.join().map_err(|_| anyhow::anyhow!("the rule thread panicked"))?;
+        let summary = summary?;
         match first_error {
             Some(e) => Err(e),
             None => Ok(summary),
@@ -158,7 +173,10 @@ pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
     let mut threads = Vec::new();
     {
         let metrics = metrics.clone();
-        threads.push(std::thread::Builder::new().name("backbone".into()).spawn(move || backbone_worker(receivers, embedder, embedded_tx, batching, &metrics))?);
+        let shutdown = shutdown.clone();
+        threads.push(
+            std::thread::Builder::new().name("backbone".into()).spawn(move || backbone_worker(receivers, embedder, embedded_tx, batching, &metrics, &shutdown))?,
+        );
     }
     {
         let metrics = metrics.clone();
@@ -175,11 +193,23 @@ pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
     }
     let rules_thread = std::thread::Builder::new()
         .name("rules".into())
-        .spawn(move || rule_worker(scored_rx, control_rx, rules, output, ids, labels, metrics, board, shutdown, scores))?;
-    Ok(Running { threads, rules_thread, control: control_tx })
+        .spawn({
+            let shutdown = shutdown.clone();
+            move || rule_worker(scored_rx, control_rx, rules, output, ids, labels, metrics, board, shutdown, scores)
+        })?;
+    Ok(Running { threads, rules_thread, shutdown, control: control_tx })
 }
 
-fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedder>, out: Sender<Embedded>, batching: Batching, metrics: &Metrics) -> anyhow::Result<()> {
+/// Embeds frames until every source has ended, or until `shutdown`: then it finishes the batch it is
+/// embedding and leaves what is still queued (the rule thread ends the open firings).
+fn backbone_worker(
+    receivers: Vec<Receiver<Frame>>,
+    mut embedder: Box<dyn Embedder>,
+    out: Sender<Embedded>,
+    batching: Batching,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
     let mut open: Vec<bool> = vec![true; receivers.len()];
     let mut batch: Vec<(usize, Frame)> = Vec::with_capacity(batching.max);
     // Round-robin start, so a busy stream cannot starve the others.
@@ -225,9 +255,12 @@ fn backbone_worker(receivers: Vec<Receiver<Frame>>, mut embedder: Box<dyn Embedd
                 None => Duration::from_millis(200),
             };
             wait_for_any(&receivers, &open, wait);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d) || shutdown.is_stopped() {
                 break;
             }
+        }
+        if shutdown.is_stopped() {
+            return Ok(());
         }
         if batch.is_empty() {
             if !announce_ended(&out, &mut ended) {
@@ -369,6 +402,7 @@ impl RuleStage {
         let events = match message {
             Scored::Chunk(meta, prediction, inference_ms) => {
                 self.summary.chunks += 1;
+                self.metrics.frame_to_scores_seconds.observe(meta.arrival.elapsed().as_secs_f64());
                 let stream = self.ids[meta.slot].clone();
                 self.record(&stream, meta.pts, &prediction);
                 let stream = &stream;
@@ -440,7 +474,13 @@ fn rule_worker(
 ) -> RunSummary {
     let mut stage = RuleStage { rules, output, ids, labels, metrics, board, shutdown, summary: RunSummary::default(), scores };
     let mut control = control;
+    // Set when the stop is first seen: the model stages have until then to hand over what they hold.
+    let mut drain_until: Option<Instant> = None;
     loop {
+        if stage.shutdown.is_stopped() && Instant::now() >= *drain_until.get_or_insert_with(|| Instant::now() + STOP_DRAIN) {
+            tracing::warn!("the model stages are still busy {} after the stop: ending without their last chunks", humantime::format_duration(STOP_DRAIN));
+            break;
+        }
         crossbeam_channel::select! {
             recv(input) -> message => match message {
                 Ok(message) => stage.scored(message),
@@ -450,6 +490,8 @@ fn rule_worker(
                 Ok(message) => stage.control(message),
                 Err(_) => control = crossbeam_channel::never(),
             },
+            // Wakes up to notice a stop while the model stages are busy.
+            default(Duration::from_millis(100)) => {}
         }
     }
     let events = stage.rules.shutdown();
