@@ -222,3 +222,41 @@ fn compose_keeps_groups_apart_and_its_ground_truth_matches_the_frames() {
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no column \"file\""), "{}", text(&bad));
 }
+
+#[test]
+fn ambiguous_stretches_are_kept_as_a_column_and_ignored_by_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let videos = dir.path().join("videos");
+    std::fs::create_dir(&videos).unwrap();
+    write_clip(&videos.join("cam.mp4"), [200, 40, 40], 100, 25.0); // 4 s → 16 chunks
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(&labels, "wave\nAmbiguous\n").unwrap();
+    let csv = dir.path().join("ann.csv");
+    // Overlapping wave and ambiguous from 1.5 s to 2 s: multi-hot rows.
+    std::fs::write(&csv, "cam,0.5,2.0,wave\ncam,1.5,3.0,ambiguous\n").unwrap();
+    let data = dir.path().join("data");
+    let out = actiond(&[
+        "dataset", "build", "--videos", s(&videos), "--annotations", s(&csv), "--labels", s(&labels), "--out", s(&data),
+        "--backbone", s(&repo("assets/models/dinov2-vits14")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(ignored in training and evaluation)"), "{}", text(&out));
+    let targets = actiond::npy::read_matrix(&data.join("target_perframe/cam.npy")).unwrap();
+    assert_eq!(targets.shape, vec![16, 3]);
+    let rows: Vec<&[f32]> = targets.data.chunks(3).collect();
+    // Chunk k is at k/4 s: 0–1 background, 2–5 wave, 6–7 wave and ambiguous, 8–11 ambiguous, then background.
+    assert_eq!(rows[1], [1.0, 0.0, 0.0]);
+    assert_eq!(rows[2], [0.0, 1.0, 0.0]);
+    assert_eq!(rows[6], [0.0, 1.0, 1.0]);
+    assert_eq!(rows[8], [0.0, 0.0, 1.0]);
+    assert_eq!(rows[12], [1.0, 0.0, 0.0]);
+
+    let model = dir.path().join("model");
+    let out = actiond(&[
+        "train", "--data", s(&data), "--train-videos", "cam", "--small", "--window", "4", "--epochs", "1", "--batch-size", "4", "--out", s(&model),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let card: serde_json::Value = serde_json::from_slice(&std::fs::read(model.join("last.json")).unwrap()).unwrap();
+    assert_eq!(card["ignore_class"], 2, "{card}");
+    assert_eq!(card["labels"], serde_json::json!(["background", "wave", "Ambiguous"]), "{card}");
+}

@@ -202,9 +202,9 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
 
     println!("{built} videos, {chunks} chunks at {} fps → {}", args.fps, args.out.display());
     let width = labels.names().iter().map(String::len).max().unwrap_or(0);
-    for (name, count) in labels.names().iter().zip(&counts) {
+    for (index, (name, count)) in labels.names().iter().zip(&counts).enumerate() {
         let share = 100.0 * *count as f64 / chunks.max(1) as f64;
-        let note = if Some(labels.index(name)) == Some(labels.ambiguous()) { "  (ignored in training and evaluation)" } else { "" };
+        let note = if labels.ambiguous() == Some(index) { "  (ignored in training and evaluation)" } else { "" };
         println!("  {name:<width$}  {count:>7} chunks  {share:5.1}%{note}");
     }
     let unannotated = names.iter().filter(|n| !annotations.videos().contains(n.as_str())).count();
