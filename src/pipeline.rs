@@ -389,9 +389,16 @@ struct RuleStage {
 impl RuleStage {
     /// Appends one chunk to the score record; a failing record is reported once and dropped, since
     /// detection must go on.
-    fn record(&mut self, stream: &str, pts: f64, prediction: &Prediction) {
+    fn record(&mut self, stream: &str, pts: f64, latency_s: f64, inference_ms: f64, prediction: &Prediction) {
         let Some(out) = self.scores.as_mut() else { return };
-        let line = serde_json::json!({ "stream": stream, "pts": pts, "current": prediction.current, "anticipated": prediction.anticipated });
+        let line = serde_json::json!({
+            "stream": stream,
+            "pts": pts,
+            "latency_ms": (latency_s * 1e4).round() / 10.0,
+            "inference_ms": (inference_ms * 10.0).round() / 10.0,
+            "current": prediction.current,
+            "anticipated": prediction.anticipated,
+        });
         if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             tracing::error!("cannot write the score record, no more scores are recorded: {e}");
             self.scores = None;
@@ -402,9 +409,10 @@ impl RuleStage {
         let events = match message {
             Scored::Chunk(meta, prediction, inference_ms) => {
                 self.summary.chunks += 1;
-                self.metrics.frame_to_scores_seconds.observe(meta.arrival.elapsed().as_secs_f64());
+                let latency_s = meta.arrival.elapsed().as_secs_f64();
+                self.metrics.frame_to_scores_seconds.observe(latency_s);
                 let stream = self.ids[meta.slot].clone();
-                self.record(&stream, meta.pts, &prediction);
+                self.record(&stream, meta.pts, latency_s, inference_ms, &prediction);
                 let stream = &stream;
                 let over_horizon: Vec<f32> = (0..self.labels.len()).map(|c| prediction.anticipated.iter().map(|row| row[c]).fold(0.0, f32::max)).collect();
                 self.board.update(stream, meta.pts, top_k(&self.labels, &prediction.current, 3), top_k(&self.labels, &over_horizon, 3));

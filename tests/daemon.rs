@@ -82,6 +82,8 @@ fn a_file_run_reproduces_extract_and_predict() {
     let mut worst = 0f32;
     for (t, row) in rows.iter().enumerate() {
         assert!((row["pts"].as_f64().unwrap() - t as f64 * 0.25).abs() < 1e-6);
+        let (latency, inference) = (row["latency_ms"].as_f64().unwrap(), row["inference_ms"].as_f64().unwrap());
+        assert!(inference > 0.0 && latency >= inference, "a chunk's latency covers its inference: {row}");
         for c in 0..classes {
             worst = worst.max((row["current"][c].as_f64().unwrap() as f32 - expected.data[t * classes + c]).abs());
             for q in 0..queries {
