@@ -10,15 +10,14 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::extract::{extract_all, load_backbone, parse_kind};
+use crate::cli::extract::{extract_all, FeatureArgs};
 use crate::cli::UsageError;
 use crate::dataset::annotations::{self, Annotations, Format};
 use crate::dataset::compose::{self, Columns, ComposeSpec, Ground, TestGroups};
-use crate::dataset::extract::{list_videos, video_name, FeatureWriter};
+use crate::dataset::extract::{list_videos, video_name};
 use crate::dataset::labels::LabelMap;
 use crate::dataset::targets::{chunk_targets, class_counts};
 use crate::dataset::DatasetError;
-use crate::feature_spec::{FeatureKind, FeatureSpec};
 use crate::train::dataset::TARGET_DIR;
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,24 +47,8 @@ pub struct BuildArgs {
     /// Dataset directory to write.
     #[arg(long, value_name = "DATA")]
     pub out: PathBuf,
-    /// Chunk rate (frames per second).
-    #[arg(long, default_value_t = 4.0)]
-    pub fps: f64,
-    /// Subdirectory of DATA for the features.
-    #[arg(long, default_value = "dinov2_vits14")]
-    pub feature_dir: String,
-    /// Backbone directory (Hugging Face layout); default from the config's [model].
-    #[arg(long)]
-    pub backbone: Option<PathBuf>,
-    /// "cls" or "cls+mean".
-    #[arg(long, value_parser = parse_kind)]
-    pub feature: Option<FeatureKind>,
-    /// Frames per backbone batch.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Take [model] defaults from this pipeline file.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub features: FeatureArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,9 +127,6 @@ fn usage(err: DatasetError) -> anyhow::Error {
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    if !(args.fps > 0.0 && args.fps <= 60.0) {
-        return Err(UsageError(format!("--fps must be above 0 and at most 60, got {}", args.fps)).into());
-    }
     if !args.videos.is_dir() {
         return Err(UsageError(format!("--videos {}: not a folder", args.videos.display())).into());
     }
@@ -167,9 +147,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let (config, mut embedder) = load_backbone(args.config.as_deref(), args.backbone.as_ref(), args.feature, args.fps)?;
-    let writer = FeatureWriter { data: args.out.clone(), feature_dir: args.feature_dir.clone(), spec: FeatureSpec { fps: args.fps, ..embedder.spec().clone() } };
-    let report = extract_all(&videos, &config, &writer, embedder.as_mut(), args.batch)?;
+    let (config, mut embedder, writer) = args.features.open(&args.out)?;
+    let report = extract_all(&videos, &config, &writer, embedder.as_mut(), args.features.batch)?;
 
     let target_dir = args.out.join(TARGET_DIR);
     std::fs::create_dir_all(&target_dir).with_context(|| format!("cannot create {}", target_dir.display()))?;
@@ -191,8 +170,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         "videos": built,
         "failed": report.failed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "chunks": chunks,
-        "chunk_fps": args.fps,
-        "feature_dir": args.feature_dir,
+        "chunk_fps": args.features.fps,
+        "feature_dir": writer.feature_dir,
         "feature_spec": writer.spec,
         "ignore_class": labels.ambiguous(),
         "annotations": args.annotations.display().to_string(),
@@ -200,7 +179,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     });
     write(args.out.join("dataset.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
 
-    println!("{built} videos, {chunks} chunks at {} fps → {}", args.fps, args.out.display());
+    println!("{built} videos, {chunks} chunks at {} fps → {}", args.features.fps, args.out.display());
     let width = labels.names().iter().map(String::len).max().unwrap_or(0);
     for (index, (name, count)) in labels.names().iter().zip(&counts).enumerate() {
         let share = 100.0 * *count as f64 / chunks.max(1) as f64;

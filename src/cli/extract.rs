@@ -23,10 +23,17 @@ pub struct Args {
     /// Dataset directory: features go to DATA/<feature-dir>/<video>.npy.
     #[arg(long, value_name = "DATA")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub features: FeatureArgs,
+}
+
+/// How videos become features: shared by `extract` and `dataset build`.
+#[derive(Debug, clap::Args)]
+pub struct FeatureArgs {
     /// Chunk rate (frames per second).
     #[arg(long, default_value_t = 4.0)]
     pub fps: f64,
-    /// Subdirectory of DATA for these features.
+    /// Subdirectory of DATA for the features.
     #[arg(long, default_value = "dinov2_vits14")]
     pub feature_dir: String,
     /// Backbone directory (Hugging Face layout); default from the config's [model].
@@ -43,6 +50,18 @@ pub struct Args {
     pub config: Option<PathBuf>,
 }
 
+impl FeatureArgs {
+    /// Checks the rate, loads the pipeline config and the backbone, and says where features go.
+    pub fn open(&self, data: &std::path::Path) -> anyhow::Result<(Config, Box<dyn Embedder>, FeatureWriter)> {
+        if !(self.fps > 0.0 && self.fps <= 60.0) {
+            return Err(UsageError(format!("--fps must be above 0 and at most 60, got {}", self.fps)).into());
+        }
+        let (config, embedder) = load_backbone(self.config.as_deref(), self.backbone.as_ref(), self.feature, self.fps)?;
+        let writer = FeatureWriter { data: data.to_path_buf(), feature_dir: self.feature_dir.clone(), spec: FeatureSpec { fps: self.fps, ..embedder.spec().clone() } };
+        Ok((config, embedder, writer))
+    }
+}
+
 pub fn parse_kind(text: &str) -> Result<FeatureKind, String> {
     match text {
         "cls" => Ok(FeatureKind::Cls),
@@ -52,17 +71,13 @@ pub fn parse_kind(text: &str) -> Result<FeatureKind, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !(args.fps > 0.0 && args.fps <= 60.0) {
-        return Err(UsageError(format!("--fps must be above 0 and at most 60, got {}", args.fps)).into());
-    }
     let videos = list_videos(&args.inputs)?;
     if videos.is_empty() {
         return Err(UsageError("no videos found in the inputs given".into()).into());
     }
-    let (config, mut embedder) = load_backbone(args.config.as_deref(), args.backbone.as_ref(), args.feature, args.fps)?;
-    let writer = FeatureWriter { data: args.out.clone(), feature_dir: args.feature_dir.clone(), spec: FeatureSpec { fps: args.fps, ..embedder.spec().clone() } };
-    let report = extract_all(&videos, &config, &writer, embedder.as_mut(), args.batch)?;
-    println!("{} extracted, {} already done, {} failed → {}", report.extracted, report.skipped, report.failed.len(), args.out.join(&args.feature_dir).display());
+    let (config, mut embedder, writer) = args.features.open(&args.out)?;
+    let report = extract_all(&videos, &config, &writer, embedder.as_mut(), args.features.batch)?;
+    println!("{} extracted, {} already done, {} failed → {}", report.extracted, report.skipped, report.failed.len(), args.out.join(&writer.feature_dir).display());
     if report.failed.is_empty() { Ok(ExitCode::SUCCESS) } else { Ok(ExitCode::from(super::EXIT_FAILURE)) }
 }
 
