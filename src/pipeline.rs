@@ -10,6 +10,10 @@
 //! bounded in time even when the backbone is far behind: frames still queued at the sources are not
 //! embedded, and the rule thread waits at most [`STOP_DRAIN`] for the chunks still in the model stages
 //! before it ends the firings and closes the sinks; a batch still being embedded then is left behind.
+//!
+//! A live stream whose connection is lost is announced the same way, after its last queued frame: the
+//! detector forgets its window and its open firings end with `stream_lost` while the camera is down,
+//! not when it comes back.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use crate::http::{top_k, StreamBoard};
 use crate::metrics::Metrics;
 use crate::rules::{ChunkScores, RuleConfig, RuleEngine};
 use crate::shutdown::Shutdown;
-use crate::source::{Frame, SourceHandle};
+use crate::source::{Frame, SourceHandle, StreamStats};
 
 /// Turns frames into feature vectors (the vision backbone).
 pub trait Embedder: Send {
@@ -108,7 +112,9 @@ struct ChunkMeta {
 
 enum Embedded {
     Feature(ChunkMeta, Vec<f32>),
-    Ended(usize),
+    /// The stream's connection was lost, or the stream ended: its context is gone. Sent after its last
+    /// frame's feature.
+    Gone(usize),
 }
 
 enum Scored {
@@ -170,12 +176,15 @@ pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
     let (control_tx, control_rx) = bounded::<Control>(4);
 
     let receivers: Vec<Receiver<Frame>> = sources.iter().map(|s| s.frames.clone()).collect();
+    let stats: Vec<Arc<StreamStats>> = sources.iter().map(|s| s.stats.clone()).collect();
     let mut threads = Vec::new();
     {
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         threads.push(
-            std::thread::Builder::new().name("backbone".into()).spawn(move || backbone_worker(receivers, embedder, embedded_tx, batching, &metrics, &shutdown))?,
+            std::thread::Builder::new()
+                .name("backbone".into())
+                .spawn(move || backbone_worker(receivers, &stats, embedder, embedded_tx, batching, &metrics, &shutdown))?,
         );
     }
     {
@@ -202,8 +211,13 @@ pub fn start(parts: Parts, shutdown: Shutdown) -> std::io::Result<Running> {
 
 /// Embeds frames until every source has ended, or until `shutdown`: then it finishes the batch it is
 /// embedding and leaves what is still queued (the rule thread ends the open firings).
+///
+/// A stream whose connection was lost (`stats` counts it ended) is announced as gone once its queue
+/// holds none of that connection's frames, so its firings end when the camera goes away, not when it
+/// comes back.
 fn backbone_worker(
     receivers: Vec<Receiver<Frame>>,
+    stats: &[Arc<StreamStats>],
     mut embedder: Box<dyn Embedder>,
     out: Sender<Embedded>,
     batching: Batching,
@@ -211,11 +225,13 @@ fn backbone_worker(
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let mut open: Vec<bool> = vec![true; receivers.len()];
+    // Per slot, the connection (session) of the newest frame taken, until it is announced gone.
+    let mut session: Vec<Option<u64>> = vec![None; receivers.len()];
     let mut batch: Vec<(usize, Frame)> = Vec::with_capacity(batching.max);
     // Round-robin start, so a busy stream cannot starve the others.
     let mut next = 0usize;
-    let mut ended: Vec<usize> = Vec::new();
-    while open.iter().any(|&o| o) || !ended.is_empty() {
+    let mut gone: Vec<usize> = Vec::new();
+    while open.iter().any(|&o| o) || !gone.is_empty() {
         batch.clear();
         // Block for the first frame, then gather more until the batch is full or the timeout passes.
         let mut deadline: Option<Instant> = None;
@@ -226,21 +242,32 @@ fn backbone_worker(
                 if !open[slot] || batch.len() >= batching.max {
                     continue;
                 }
+                // Read before the queue: every frame of a connection counted as ended is queued already.
+                let sessions_ended = stats.get(slot).map_or(0, |s| s.sessions_ended());
                 match receivers[slot].try_recv() {
                     Ok(frame) => {
+                        session[slot] = Some(frame.session);
                         batch.push((slot, frame));
                         took_any = true;
                     }
-                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                        if session[slot].is_some_and(|s| s < sessions_ended) {
+                            // Announced after this batch, which may hold the connection's last frames.
+                            session[slot] = None;
+                            gone.push(slot);
+                        }
+                    }
                     Err(crossbeam_channel::TryRecvError::Disconnected) => {
                         // Announced after this batch: its last frames of the slot must reach the detector first.
                         open[slot] = false;
-                        ended.push(slot);
+                        session[slot] = None;
+                        gone.push(slot);
                     }
                 }
             }
             next = (next + 1) % receivers.len().max(1);
-            if batch.len() >= batching.max || !open.iter().any(|&o| o) {
+            // Nothing to embed but a stream to announce: do not wait for frames first.
+            if batch.len() >= batching.max || !open.iter().any(|&o| o) || (batch.is_empty() && !gone.is_empty()) {
                 break;
             }
             if took_any {
@@ -263,7 +290,7 @@ fn backbone_worker(
             return Ok(());
         }
         if batch.is_empty() {
-            if !announce_ended(&out, &mut ended) {
+            if !announce_gone(&out, &mut gone) {
                 return Ok(());
             }
             continue;
@@ -281,16 +308,16 @@ fn backbone_worker(
                 return Ok(());
             }
         }
-        if !announce_ended(&out, &mut ended) {
+        if !announce_gone(&out, &mut gone) {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Tells the detector which streams ended; false when it is gone.
-fn announce_ended(out: &Sender<Embedded>, ended: &mut Vec<usize>) -> bool {
-    ended.drain(..).all(|slot| out.send(Embedded::Ended(slot)).is_ok())
+/// Tells the detector which streams ended or lost their connection; false when it is gone.
+fn announce_gone(out: &Sender<Embedded>, gone: &mut Vec<usize>) -> bool {
+    gone.drain(..).all(|slot| out.send(Embedded::Gone(slot)).is_ok())
 }
 
 /// Blocks until any open receiver has a frame (or closes), or `timeout` passes.
@@ -344,8 +371,12 @@ fn detector_worker(input: Receiver<Embedded>, mut detector: Box<dyn OnlineDetect
                     sessions[meta.slot] = Some(meta.session);
                     step.push((meta, feature));
                 }
-                Embedded::Ended(slot) if step.is_empty() && rest.is_empty() => {
+                Embedded::Gone(slot) if step.is_empty() && rest.is_empty() => {
                     detector.reset(slot);
+                    // The next connection's first chunk needs no second reset.
+                    if let Some(s) = sessions.get_mut(slot) {
+                        *s = None;
+                    }
                     if out.send(Scored::Lost(slot)).is_err() {
                         return Ok(());
                     }

@@ -208,6 +208,9 @@ pub struct StreamStats {
     pub frames_dropped: AtomicU64,
     pub decode_errors: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Connections of a live source that have ended (lost, stalled or closed by the server), counted once
+    /// all their frames are queued: frames with a `session` below this come from a connection that is gone.
+    sessions_ended: AtomicU64,
     /// Input frame rate from presentation-time spacing, as f64 bits.
     input_fps_bits: AtomicU64,
     /// Rate of sampled frames by arrival time, as f64 bits.
@@ -218,6 +221,16 @@ pub struct StreamStats {
 impl StreamStats {
     pub fn new() -> Arc<Self> {
         Arc::new(StreamStats::default())
+    }
+
+    /// How many connections have ended: every frame of a session below this has been queued.
+    pub fn sessions_ended(&self) -> u64 {
+        self.sessions_ended.load(Ordering::Acquire)
+    }
+
+    /// Notes that connection `session` ended, after its last frame was queued.
+    pub(crate) fn end_session(&self, session: u64) {
+        self.sessions_ended.fetch_max(session + 1, Ordering::Release);
     }
 
     pub fn input_fps(&self) -> f64 {

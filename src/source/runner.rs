@@ -126,6 +126,8 @@ fn run(settings: &SourceSettings, stats: &StreamStats, shutdown: &Shutdown, outp
         if stats.frames_sampled.load(Ordering::Relaxed) > sampled_before {
             backoff.reset();
         }
+        // The connection is gone: downstream may end what it started (its frames are all queued).
+        stats.end_session(cursor.session);
         // A new connection starts a new timeline.
         cursor.sampler.reset();
         cursor.session += 1;
