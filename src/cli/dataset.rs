@@ -200,10 +200,8 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
 
 /// The container's duration in seconds.
 fn media_duration(path: &Path) -> anyhow::Result<f64> {
-    crate::source::ffmpeg::init();
-    let input = ffmpeg_next::format::input(path)?;
-    anyhow::ensure!(input.duration() > 0, "the container declares no duration");
-    Ok(input.duration() as f64 / f64::from(ffmpeg_next::ffi::AV_TIME_BASE))
+    let info = crate::source::ffmpeg::file_info(path).map_err(anyhow::Error::msg)?;
+    info.duration.ok_or_else(|| anyhow::anyhow!("the container declares no duration"))
 }
 
 fn compose(args: ComposeArgs) -> anyhow::Result<ExitCode> {
@@ -221,8 +219,8 @@ fn compose(args: ComposeArgs) -> anyhow::Result<ExitCode> {
     let (width, height) = match args.size {
         Some(size) => size,
         None => {
-            let (w, h) = compose::video_size(&clips[0].file).map_err(|m| anyhow::anyhow!("{}: {m}", clips[0].file.display()))?;
-            (w + w % 2, h + h % 2)
+            let info = crate::source::ffmpeg::file_info(&clips[0].file).map_err(|m| anyhow::anyhow!("{}: {m}", clips[0].file.display()))?;
+            (info.width + info.width % 2, info.height + info.height % 2)
         }
     };
     let spec = ComposeSpec {

@@ -149,13 +149,10 @@ fn evaluate_linear_probe(args: &Args, train_split: &Path) -> anyhow::Result<Eval
     let test = load(&test_names)?;
     let classes = train[0].classes;
     anyhow::ensure!(test[0].dim == train[0].dim && test[0].classes == classes, "training and evaluated videos differ in feature or class widths");
-    let label_map = LabelMap::path_in(&data);
-    let labels = match label_map.exists() {
-        true => Some(LabelMap::read(&label_map).map_err(|e| UsageError(e.to_string()))?).filter(|l| l.len() == classes),
-        false => None,
-    };
+    let labels = LabelMap::of_dataset(&data, classes).map_err(|e| UsageError(e.to_string()))?;
     let ignore_class = args.heads.ignore_class.or(labels.as_ref().and_then(LabelMap::ambiguous));
-    let probe = LinearProbe::fit(&train, &ProbeOptions { ignore_class, ..Default::default() });
+    let probe = LinearProbe::fit(&train, &ProbeOptions { ignore_class, ..Default::default() })
+        .ok_or_else(|| UsageError(format!("{}: no training chunk outside the ignored class", train_split.display())))?;
     let (mut scores, mut targets) = (Vec::new(), Vec::new());
     for video in &test {
         scores.extend(probe.predict_video(video));

@@ -166,18 +166,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!("model config: {}", problems.join("; "))).into());
     }
     let mut card = ModelCard::new(config.clone());
-    let data_labels = LabelMap::path_in(&args.data);
     let mut ignore_class = args.ignore_class;
     if !args.labels.is_empty() {
         if args.labels.len() != config.numclass {
             return Err(UsageError(format!("--labels lists {} names, the data has {} classes", args.labels.len(), config.numclass)).into());
         }
         card.labels = args.labels.clone();
-    } else if data_labels.exists() {
-        let labels = LabelMap::read(&data_labels).map_err(|e| UsageError(e.to_string()))?;
-        if labels.len() != config.numclass {
-            return Err(UsageError(format!("{} lists {} classes, the targets have {}", data_labels.display(), labels.len(), config.numclass)).into());
-        }
+    } else if let Some(labels) = LabelMap::of_dataset(&args.data, config.numclass).map_err(|e| UsageError(e.to_string()))? {
         card.labels = labels.names().to_vec();
         ignore_class = ignore_class.or(labels.ambiguous());
     }

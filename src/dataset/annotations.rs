@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::labels::LabelMap;
-use super::DatasetError;
+use super::{csv_error, DatasetError};
 
 /// Which form a `--annotations` path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -129,10 +129,9 @@ fn label_of_file(stem: &str, labels: &LabelMap) -> Option<usize> {
         .enumerate()
         .skip(1)
         .filter(|(_, name)| {
-            stem.len() > name.len() + 1
-                && stem[..name.len()].eq_ignore_ascii_case(name)
-                && stem.as_bytes()[name.len()] == b'_'
-                && !stem[name.len() + 1..].contains('_')
+            // `get`: a stem of non-ASCII names may not split at a label's length.
+            stem.get(..name.len()).is_some_and(|head| head.eq_ignore_ascii_case(name))
+                && stem[name.len()..].strip_prefix('_').is_some_and(|split| !split.is_empty() && !split.contains('_'))
         })
         .max_by_key(|(_, name)| name.len())
         .map(|(i, _)| i)
@@ -168,15 +167,16 @@ fn read_thumos(dir: &Path, labels: &LabelMap, videos: &BTreeSet<String>) -> Resu
 }
 
 fn read_csv(path: &Path, labels: &LabelMap, videos: &BTreeSet<String>) -> Result<BTreeMap<String, Vec<Segment>>, DatasetError> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).comment(Some(b'#')).from_path(path).map_err(
-        |e| match e.into_kind() {
-            csv::ErrorKind::Io(source) => DatasetError::Io { path: path.to_path_buf(), source },
-            other => DatasetError::Invalid { path: path.to_path_buf(), message: format!("{other:?}") },
-        },
-    )?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_path(path)
+        .map_err(|e| csv_error(path, e))?;
     let mut out: BTreeMap<String, Vec<Segment>> = BTreeMap::new();
     for (index, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| DatasetError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+        let record = record.map_err(|e| csv_error(path, e))?;
         let line_no = record.position().map(|p| p.line() as usize).unwrap_or(index + 1);
         if record.iter().all(str::is_empty) {
             continue;
@@ -288,6 +288,16 @@ mod tests {
         let v1: Vec<(usize, f64, f64)> = map["v1"].iter().map(|s| (s.label, s.start, s.end)).collect();
         assert_eq!(v1, [(3, 2.0, 3.0), (1, 1.0, 2.5)]);
         assert_eq!(map["v2"].iter().map(|s| s.label).collect::<Vec<_>>(), [4, 1]);
+    }
+
+    #[test]
+    fn non_ascii_file_names_are_compared_not_sliced() {
+        let (dir, labels, videos) = setup();
+        let ann = dir.path().join("ann");
+        std::fs::create_dir(&ann).unwrap();
+        std::fs::write(ann.join("wä_val.txt"), "v1 1 2\n").unwrap();
+        let err = read(&ann, Some(Format::Thumos), &labels, &videos).unwrap_err().to_string();
+        assert!(err.contains("\"wä_val\" is not a label"), "{err}");
     }
 
     #[test]

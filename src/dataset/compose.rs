@@ -26,11 +26,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::labels::LabelMap;
-use super::DatasetError;
+use super::{csv_error, DatasetError};
 use crate::config::Config;
-use crate::shutdown::Shutdown;
-use crate::source::ffmpeg::{run_session, Flow, StreamCursor};
-use crate::source::{SourceSettings, StreamStats};
+use crate::source::ffmpeg::{decode_offline, Flow};
 use crate::synth::encode::Mp4Writer;
 use crate::synth::rng::Rng;
 
@@ -53,12 +51,8 @@ pub struct Columns {
 /// Reads the clips CSV (with a header row naming its columns); relative file paths are taken from
 /// `root`. Every problem names the CSV and its line.
 pub fn read_clips(csv_path: &Path, root: &Path, columns: &Columns) -> Result<Vec<Clip>, DatasetError> {
-    let io = |source| DatasetError::Io { path: csv_path.to_path_buf(), source };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(csv_path).map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(source) => io(source),
-        other => DatasetError::Invalid { path: csv_path.to_path_buf(), message: format!("{other:?}") },
-    })?;
-    let headers = reader.headers().map_err(|e| DatasetError::Invalid { path: csv_path.to_path_buf(), message: e.to_string() })?.clone();
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(csv_path).map_err(|e| csv_error(csv_path, e))?;
+    let headers = reader.headers().map_err(|e| csv_error(csv_path, e))?.clone();
     let column = |name: &str, what: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| DatasetError::at(
             csv_path,
@@ -69,7 +63,7 @@ pub fn read_clips(csv_path: &Path, root: &Path, columns: &Columns) -> Result<Vec
     let (file_at, label_at, group_at) = (column(&columns.file, "file")?, column(&columns.label, "label")?, column(&columns.group, "group")?);
     let mut clips = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| DatasetError::Invalid { path: csv_path.to_path_buf(), message: e.to_string() })?;
+        let record = record.map_err(|e| csv_error(csv_path, e))?;
         let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
         let field = |at: usize, what: &str| -> Result<String, DatasetError> {
             match record.get(at) {
@@ -264,13 +258,9 @@ struct DecodedClip {
 
 impl DecodedClip {
     fn read(path: &Path, config: &Config, spec: &ComposeSpec) -> Result<DecodedClip, String> {
-        let mut settings = SourceSettings::for_url(config, "compose", &path.display().to_string()).map_err(|e| e.to_string())?;
         // Keep every frame up to the output rate; resampling to the output rate happens below.
-        settings.fps = spec.fps;
-        settings.output_size = (spec.width, spec.height);
-        settings.realtime = false;
         let mut frames = Vec::new();
-        run_session(&settings, &StreamStats::new(), &Shutdown::new(), &mut StreamCursor::new(spec.fps), &mut |_| {}, &mut |frame| {
+        decode_offline(config, "compose", &path.display().to_string(), spec.fps, (spec.width, spec.height), &mut |_| {}, &mut |frame| {
             frames.push((frame.pts, frame.rgb));
             Flow::Continue
         })
@@ -424,15 +414,6 @@ impl Default for Ground {
     fn default() -> Self {
         Ground::new()
     }
-}
-
-/// The pixel size of a video's first video stream.
-pub fn video_size(path: &Path) -> Result<(u32, u32), String> {
-    crate::source::ffmpeg::init();
-    let input = ffmpeg_next::format::input(path).map_err(|e| e.to_string())?;
-    let stream = input.streams().best(ffmpeg_next::media::Type::Video).ok_or("has no video stream")?;
-    let decoder = ffmpeg_next::codec::context::Context::from_parameters(stream.parameters()).and_then(|c| c.decoder().video()).map_err(|e| e.to_string())?;
-    Ok((decoder.width(), decoder.height()))
 }
 
 #[cfg(test)]

@@ -20,9 +20,8 @@ use crate::config::Config;
 use crate::detector::checkpoint::write_atomically;
 use crate::feature_spec::FeatureSpec;
 use crate::pipeline::Embedder;
-use crate::shutdown::Shutdown;
-use crate::source::ffmpeg::{run_session, Flow, StreamCursor};
-use crate::source::{Frame, SourceSettings, StreamStats};
+use crate::source::ffmpeg::{decode_offline, Flow};
+use crate::source::Frame;
 
 /// Directory under DATA for chunk times.
 pub const CHUNK_TIMES_DIR: &str = "chunk_times";
@@ -155,10 +154,6 @@ impl FeatureWriter {
 /// Decodes `video` through the ingest at `spec`'s rate and size and embeds every kept frame.
 /// `on_batch` is called after each batch (for progress).
 pub fn embed_video(video: &Path, config: &Config, spec: &FeatureSpec, embedder: &mut dyn Embedder, batch: usize, on_batch: &mut dyn FnMut()) -> anyhow::Result<Embedded> {
-    let mut settings = SourceSettings::for_url(config, "extract", &video.display().to_string())?;
-    settings.fps = spec.fps;
-    settings.output_size = (spec.input_size, spec.input_size);
-    settings.realtime = false;
     let batch = batch.max(1);
     let mut features: Vec<f32> = Vec::new();
     let mut pts: Vec<f64> = Vec::new();
@@ -176,12 +171,12 @@ pub fn embed_video(video: &Path, config: &Config, spec: &FeatureSpec, embedder: 
         Ok(())
     };
     let (mut frame_rate, mut duration) = (None, None);
-    let stats = StreamStats::new();
-    run_session(
-        &settings,
-        &stats,
-        &Shutdown::new(),
-        &mut StreamCursor::new(spec.fps),
+    let stats = decode_offline(
+        config,
+        "extract",
+        &video.display().to_string(),
+        spec.fps,
+        (spec.input_size, spec.input_size),
         &mut |info| {
             frame_rate = info.declared_fps;
             duration = info.duration;

@@ -89,6 +89,20 @@ impl LabelMap {
     pub fn path_in(data: &Path) -> PathBuf {
         data.join("labels.txt")
     }
+
+    /// The label map of a dataset whose targets have `classes` columns, when it has one
+    /// (DATA/labels.txt); a map of another width is an error naming the file.
+    pub fn of_dataset(data: &Path, classes: usize) -> Result<Option<LabelMap>, DatasetError> {
+        let path = LabelMap::path_in(data);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let labels = LabelMap::read(&path)?;
+        if labels.len() != classes {
+            return Err(DatasetError::Invalid { path, message: format!("lists {} classes, the targets have {classes}", labels.len()) });
+        }
+        Ok(Some(labels))
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {

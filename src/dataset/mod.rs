@@ -10,3 +10,12 @@ pub mod labels;
 pub mod targets;
 
 pub use crate::train::dataset::DatasetError;
+
+/// One line for a CSV problem, naming the file (the csv crate's message carries the line).
+pub(crate) fn csv_error(path: &std::path::Path, err: csv::Error) -> DatasetError {
+    let message = err.to_string();
+    match err.into_kind() {
+        csv::ErrorKind::Io(source) => DatasetError::Io { path: path.to_path_buf(), source },
+        _ => DatasetError::Invalid { path: path.to_path_buf(), message },
+    }
+}

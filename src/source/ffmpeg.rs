@@ -114,6 +114,52 @@ pub fn run_session(
     result
 }
 
+/// What an opened input carries, from its container, its best video stream and that stream's decoder.
+fn describe(input: &ff::format::context::Input, stream: &ff::format::stream::Stream, decoder: &ff::decoder::Video) -> StreamInfo {
+    let declared = stream.avg_frame_rate();
+    StreamInfo {
+        format: input.format().name().to_string(),
+        // The codec's name as ffprobe shows it (msmpeg4v3), not the decoder's (msmpeg4).
+        codec: decoder.id().name().to_string(),
+        width: decoder.width(),
+        height: decoder.height(),
+        declared_fps: (declared.numerator() > 0 && declared.denominator() > 0).then(|| f64::from(declared)),
+        duration: (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE)),
+    }
+}
+
+/// Describes a media file without decoding it (size, declared rate, duration): what `dataset` needs
+/// before hours of work start.
+pub fn file_info(path: &std::path::Path) -> Result<StreamInfo, String> {
+    init();
+    let input = ff::format::input(path).map_err(|e| first_lower(&e.to_string()))?;
+    let stream = input.streams().best(ff::media::Type::Video).ok_or("has no video stream")?;
+    let decoder = ff::codec::context::Context::from_parameters(stream.parameters())
+        .and_then(|c| c.decoder().video())
+        .map_err(|e| first_lower(&e.to_string()))?;
+    Ok(describe(&input, &stream, &decoder))
+}
+
+/// Decodes a finite source (a file) from start to end as fast as it decodes, sampled to `fps` and
+/// scaled to `size`, with the daemon's own ingest; returns the stream's counters.
+pub fn decode_offline(
+    config: &crate::config::Config,
+    id: &str,
+    url: &str,
+    fps: f64,
+    size: (u32, u32),
+    on_open: &mut dyn FnMut(&StreamInfo),
+    on_frame: &mut dyn FnMut(Frame) -> Flow,
+) -> Result<Arc<StreamStats>, SourceError> {
+    let mut settings = SourceSettings::for_url(config, id, url)?;
+    settings.fps = fps;
+    settings.output_size = size;
+    settings.realtime = false;
+    let stats = StreamStats::new();
+    run_session(&settings, &stats, &Shutdown::new(), &mut StreamCursor::new(fps), on_open, on_frame)?;
+    Ok(stats)
+}
+
 /// A deadline FFmpeg's interrupt callback checks, as nanoseconds since a process-wide origin.
 #[derive(Clone)]
 struct Deadline(Arc<AtomicI64>);
@@ -273,24 +319,14 @@ fn decode(
     let stream_index = stream.index();
     let time_base = stream.time_base();
     let time_base = Ratio::new(time_base.numerator() as i64, time_base.denominator().max(1) as i64);
-    let declared = stream.avg_frame_rate();
-    let declared_fps = (declared.numerator() > 0 && declared.denominator() > 0).then(|| f64::from(declared));
     let mut codec_ctx = ff::codec::context::Context::from_parameters(stream.parameters())
         .map_err(|e| SourceError::Decoder { url: url.clone(), reason: first_lower(&e.to_string()) })?;
     // Frame threading adds a frame of latency per thread: only files can afford it.
     let kind = if settings.kind.is_live() { ff::codec::threading::Type::Slice } else { ff::codec::threading::Type::Frame };
     codec_ctx.set_threading(ff::codec::threading::Config { kind, count: settings.decoder_threads, ..Default::default() });
     let mut decoder = codec_ctx.decoder().video().map_err(|e| SourceError::Decoder { url: url.clone(), reason: first_lower(&e.to_string()) })?;
-    let duration = (input.duration() > 0).then(|| input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE));
-    let info = StreamInfo {
-        format: input.format().name().to_string(),
-        // The codec's name as ffprobe shows it (msmpeg4v3), not the decoder's (msmpeg4).
-        codec: decoder.id().name().to_string(),
-        width: decoder.width(),
-        height: decoder.height(),
-        declared_fps,
-        duration,
-    };
+    let info = describe(input, &stream, &decoder);
+    let declared_fps = info.declared_fps;
     if settings.kind.is_live() {
         tracing::info!(stream = %settings.id, url = %url, codec = %info.codec, width = info.width, height = info.height, "connected");
     } else {

@@ -10,9 +10,7 @@ use super::raster::{hsv, Canvas, Rgb};
 use super::rng::Rng;
 use super::SynthError;
 use crate::config::Config;
-use crate::shutdown::Shutdown;
-use crate::source::ffmpeg::{run_session, Flow, StreamCursor};
-use crate::source::{SourceSettings, StreamStats};
+use crate::source::ffmpeg::{decode_offline, Flow};
 
 /// Real footage whose stills become some of the backdrops, by default (`actiond synth`, `synth://`).
 pub const DEFAULT_FOOTAGE: &str = "assets/media/bikes.mp4";
@@ -36,15 +34,8 @@ impl Footage {
     pub fn load(path: &Path, width: u32, height: u32, stills_per_second: f64, max_stills: usize) -> Result<Footage, SynthError> {
         let failed = |reason: String| SynthError::Footage { path: path.to_path_buf(), reason };
         let config = Config::load(None).map_err(|e| failed(e.to_string()))?;
-        let url = path.display().to_string();
-        let mut settings = SourceSettings::for_url(&config, "synth-footage", &url).map_err(|e| failed(e.to_string()))?;
-        settings.fps = stills_per_second;
-        settings.output_size = (width, height);
-        settings.realtime = false;
         let mut frames = Vec::new();
-        let stats = StreamStats::new();
-        let mut cursor = StreamCursor::new(settings.fps);
-        run_session(&settings, &stats, &Shutdown::new(), &mut cursor, &mut |_| {}, &mut |frame| {
+        decode_offline(&config, "synth-footage", &path.display().to_string(), stills_per_second, (width, height), &mut |_| {}, &mut |frame| {
             frames.push(Canvas::from_rgb24(frame.width as usize, frame.height as usize, &frame.rgb));
             if frames.len() >= max_stills { Flow::Stop } else { Flow::Continue }
         })

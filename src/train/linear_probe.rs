@@ -35,10 +35,10 @@ pub struct LinearProbe {
 }
 
 impl LinearProbe {
-    /// Fits on every chunk of `videos`. Panics if they are empty or differ in widths (the dataset
-    /// loader checks both).
-    pub fn fit(videos: &[Video], options: &ProbeOptions) -> LinearProbe {
-        let (dim, classes) = (videos[0].dim, videos[0].classes);
+    /// Fits on every chunk of `videos`, or `None` when no chunk is left to fit on (no videos, or every
+    /// chunk carries the ignored class). Videos must share their widths (the dataset loader checks).
+    pub fn fit(videos: &[Video], options: &ProbeOptions) -> Option<LinearProbe> {
+        let (dim, classes) = videos.first().map(|v| (v.dim, v.classes))?;
         let mut xs: Vec<&[f32]> = Vec::new();
         let mut ys: Vec<Vec<f32>> = Vec::new();
         for video in videos {
@@ -61,7 +61,9 @@ impl LinearProbe {
                 ys.push(y);
             }
         }
-        assert!(!xs.is_empty(), "no training chunk");
+        if xs.is_empty() {
+            return None;
+        }
         let n = xs.len() as f64;
         let mut mean = vec![0f64; dim];
         for x in &xs {
@@ -106,7 +108,7 @@ impl LinearProbe {
                 *p -= update as f32;
             }
         }
-        probe
+        Some(probe)
     }
 
     fn softmax_standard(&self, x: &[f32]) -> Vec<f32> {
@@ -161,7 +163,8 @@ mod tests {
             targets.extend_from_slice(&y);
         }
         let video = Video { name: "v".into(), features, targets, len: 300, dim: 3, classes: 4 };
-        let probe = LinearProbe::fit(std::slice::from_ref(&video), &ProbeOptions { ignore_class: Some(3), ..Default::default() });
+        let probe = LinearProbe::fit(std::slice::from_ref(&video), &ProbeOptions { ignore_class: Some(3), ..Default::default() }).unwrap();
+        assert!(LinearProbe::fit(&[], &ProbeOptions::default()).is_none());
         for c in 0..3 {
             let mut x = [0f32; 3];
             x[c] = 2.0;
