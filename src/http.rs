@@ -57,6 +57,16 @@ impl StreamBoard {
         }
     }
 
+    /// Drops a stream's predictions when its connection is lost, so nobody reads a dead camera's last
+    /// labels as live; its state and counters stay.
+    pub fn forget(&self, id: &str) {
+        if let Some(entry) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+            entry.2 = None;
+            entry.3.clear();
+            entry.4.clear();
+        }
+    }
+
     pub fn views(&self) -> Vec<StreamView> {
         self.streams
             .lock()
@@ -125,5 +135,21 @@ fn route(url: &str, metrics: &Metrics, board: &StreamBoard, healthy: &AtomicBool
         }
         "/api/streams" => (200, "application/json", serde_json::to_string(&board.views()).unwrap_or_else(|_| "[]".into())),
         _ => (404, "text/plain", "not found: try /metrics, /healthz or /api/streams\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_stream_keeps_its_entry_but_shows_no_labels() {
+        let board = StreamBoard::new();
+        board.register("cam", "rtsp://***@host/x", StreamStats::new());
+        board.update("cam", 12.5, vec![Scored { label: "walk".into(), score: 0.9 }], vec![Scored { label: "run".into(), score: 0.4 }]);
+        assert_eq!(board.views()[0].current.len(), 1);
+        board.forget("cam");
+        let view = &board.views()[0];
+        assert_eq!((view.id.as_str(), view.pts, view.current.len(), view.anticipated.len()), ("cam", None, 0, 0));
     }
 }

@@ -460,6 +460,8 @@ impl RuleStage {
             }
             // A stream that goes away because the daemon stops ends its firings with `shutdown`.
             Scored::Lost(slot) => {
+                // What the lost connection last saw is not what the camera shows now.
+                self.board.forget(&self.ids[slot]);
                 let reason = if self.shutdown.is_stopped() { EndReason::Shutdown } else { EndReason::StreamLost };
                 self.rules.end_stream(&self.ids[slot], reason)
             }

@@ -14,7 +14,8 @@
 //! - `start` events reach the JSONL log with the stream's id and a frame→event latency above 0 and
 //!   under 10 s.
 //! - The server dies (SIGKILL, like a camera losing power): the open firings end with reason
-//!   `stream_lost` while the server is still down, not only once it is back. It comes back: the
+//!   `stream_lost` while the server is still down, not only once it is back, and `/api/streams` stops
+//!   showing the lost connection's labels. It comes back: the
 //!   daemon reconnects (`actiond_stream_reconnects_total` rises), scoring resumes on a new timeline and
 //!   the rules fire again.
 //! - The password and user never appear in the daemon's log, the events, the score record,
@@ -273,6 +274,8 @@ severity = "low"
     let lost_after = killed.elapsed();
     assert!(ended, "the firings did not end with stream_lost within 20 s of the server's death: {:?}\n{}", json_lines(&log), daemon.log());
     assert!(wait_until(Duration::from_secs(10), || !Scrape::take(port).up()), "actiond_stream_up stayed 1 with the server dead");
+    let view = streams(port)[0].clone();
+    assert!(view["pts"].is_null() && view["current"].as_array().is_some_and(|c| c.is_empty()), "/api/streams still shows the lost connection's labels: {view}");
     // Everything of the first connection has been scored or dropped by now.
     let down = Scrape::take(port);
     let first_connection: Vec<f64> = json_lines(&scores).iter().map(|r| r["pts"].as_f64().unwrap()).collect();
