@@ -37,7 +37,21 @@ pub struct StreamView {
 /// The latest predictions per stream, written by the detector worker, read by the HTTP server.
 #[derive(Default)]
 pub struct StreamBoard {
-    streams: Mutex<BTreeMap<String, (String, Arc<StreamStats>, Option<f64>, Vec<Scored>, Vec<Scored>)>>,
+    streams: Mutex<BTreeMap<String, BoardEntry>>,
+}
+
+struct BoardEntry {
+    shown_url: String,
+    stats: Arc<StreamStats>,
+    latest: Latest,
+}
+
+/// A stream's newest scored chunk; empty before the first one and after a lost connection.
+#[derive(Default)]
+struct Latest {
+    pts: Option<f64>,
+    current: Vec<Scored>,
+    anticipated: Vec<Scored>,
 }
 
 impl StreamBoard {
@@ -46,24 +60,23 @@ impl StreamBoard {
     }
 
     pub fn register(&self, id: &str, shown_url: &str, stats: Arc<StreamStats>) {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), (shown_url.to_string(), stats, None, Vec::new(), Vec::new()));
+        let entry = BoardEntry { shown_url: shown_url.to_string(), stats, latest: Latest::default() };
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), entry);
     }
 
     pub fn update(&self, id: &str, pts: f64, current: Vec<Scored>, anticipated: Vec<Scored>) {
-        if let Some(entry) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
-            entry.2 = Some(pts);
-            entry.3 = current;
-            entry.4 = anticipated;
-        }
+        self.set_latest(id, Latest { pts: Some(pts), current, anticipated });
     }
 
     /// Drops a stream's predictions when its connection is lost, so nobody reads a dead camera's last
     /// labels as live; its state and counters stay.
     pub fn forget(&self, id: &str) {
+        self.set_latest(id, Latest::default());
+    }
+
+    fn set_latest(&self, id: &str, latest: Latest) {
         if let Some(entry) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
-            entry.2 = None;
-            entry.3.clear();
-            entry.4.clear();
+            entry.latest = latest;
         }
     }
 
@@ -72,7 +85,14 @@ impl StreamBoard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(id, (url, stats, pts, cur, ant))| StreamView { id: id.clone(), url: url.clone(), stats: stats.snapshot(), pts: *pts, current: cur.clone(), anticipated: ant.clone() })
+            .map(|(id, entry)| StreamView {
+                id: id.clone(),
+                url: entry.shown_url.clone(),
+                stats: entry.stats.snapshot(),
+                pts: entry.latest.pts,
+                current: entry.latest.current.clone(),
+                anticipated: entry.latest.anticipated.clone(),
+            })
             .collect()
     }
 }

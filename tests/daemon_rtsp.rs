@@ -15,9 +15,9 @@
 //!   under 10 s.
 //! - The server dies (SIGKILL, like a camera losing power): the open firings end with reason
 //!   `stream_lost` while the server is still down, not only once it is back, and `/api/streams` stops
-//!   showing the lost connection's labels. It comes back: the
-//!   daemon reconnects (`actiond_stream_reconnects_total` rises), scoring resumes on a new timeline and
-//!   the rules fire again.
+//!   showing the lost connection's labels. It comes back: the daemon reconnects
+//!   (`actiond_stream_reconnects_total` rises), scoring resumes on a new timeline and the rules fire
+//!   again.
 //! - The password and user never appear in the daemon's log, the events, the score record,
 //!   `/metrics` or `/api/streams`; the URL shows as `rtsp://***@127.0.0.1:PORT/…`.
 //! - SIGTERM exits 0, and each rule's last event is the `end` of its open firing with reason
