@@ -102,3 +102,29 @@ fn wrong_window_length_is_an_error_not_a_panic() {
     let err = model.forward(&short, false).unwrap_err().to_string();
     assert!(err.contains("window holds 10 chunks"), "{err}");
 }
+
+#[test]
+fn cpu_inference_engine_matches_official_pytorch() {
+    use actiond::detector::oadtr_cpu::OadtrCpu;
+    let fx = fixture();
+    // SAFETY: the fixture is a read-only file of this repository.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[FIXTURE], DType::F32, &Device::Cpu).unwrap() };
+    let engine = OadtrCpu::new(vb, &OadtrConfig::small()).unwrap();
+    let input = &fx["input"];
+    let batch = input.dim(0).unwrap();
+    let logits = engine.forward(&input.flatten_all().unwrap().to_vec1::<f32>().unwrap(), batch);
+    let current = Tensor::from_vec(logits.current, fx["out.current_logits"].shape(), &Device::Cpu).unwrap();
+    let anticipation = Tensor::from_vec(logits.anticipation, fx["out.anticipation_logits"].shape(), &Device::Cpu).unwrap();
+    let errors = [
+        max_abs_diff(&current, &fx["out.current_logits"]),
+        max_abs_diff(&anticipation, &fx["out.anticipation_logits"]),
+    ];
+    eprintln!("CPU engine max abs errors: current {:.3e}, anticipation {:.3e}", errors[0], errors[1]);
+    assert!(errors.iter().all(|&e| e <= 1e-4), "CPU engine differs from PyTorch by {errors:?}");
+    // One window alone gives what it gives inside the batch.
+    let first = engine.forward(&input.get(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), 1);
+    let c = first.current.len();
+    let in_batch = current.get(0).unwrap().to_vec1::<f32>().unwrap();
+    let alone_err = first.current.iter().zip(&in_batch[..c]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(alone_err <= 1e-5, "batch row 0 differs from the window alone by {alone_err:.3e}");
+}

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use actiond::detector::checkpoint::{self, Detector, HeadCounts, ModelCard};
 use actiond::detector::oadtr::{Oadtr, OadtrConfig};
+use actiond::detector::oadtr_cpu::OadtrCpu;
 use actiond::detector::window::{run_sequence, window_indices, Activation, StreamingDetector};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -15,6 +16,13 @@ fn model() -> Oadtr {
     // SAFETY: the fixture is a read-only file of this repository.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[FIXTURE], DType::F32, &Device::Cpu).unwrap() };
     Oadtr::new(vb, &OadtrConfig::small()).unwrap()
+}
+
+/// The inference engine on the same weights (what streams and `run_sequence` run).
+fn engine() -> OadtrCpu {
+    // SAFETY: the fixture is a read-only file of this repository.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[FIXTURE], DType::F32, &Device::Cpu).unwrap() };
+    OadtrCpu::new(vb, &OadtrConfig::small()).unwrap()
 }
 
 /// Deterministic pseudo-random features in [-2, 2).
@@ -46,7 +54,7 @@ fn padding_repeats_the_first_chunk() {
 
 #[test]
 fn streaming_two_streams_equals_offline_windows() {
-    let model = model();
+    let model = engine();
     let cfg = model.config().clone();
     let long = features(80, cfg.dim_feature, 1); // longer than the window: the ring wraps
     let short = features(20, cfg.dim_feature, 2); // joins at step 10
@@ -95,7 +103,8 @@ fn offline_windows_equal_explicitly_built_windows() {
     let cfg = model.config().clone();
     let seq = features(70, cfg.dim_feature, 3);
     let x = Tensor::from_vec(seq.concat(), (seq.len(), cfg.dim_feature), &Device::Cpu).unwrap();
-    let (cur, _) = run_sequence(&model, &x, Activation::Logits, 32, |_| {}).unwrap();
+    // Offline windows run in the inference engine; each window alone in the candle model.
+    let (cur, _) = run_sequence(&engine(), &x, Activation::Logits, 32, |_| {}).unwrap();
     for t in [0usize, 5, 63, 69] {
         let rows: Vec<f32> = window_indices(t, cfg.enc_layers).flat_map(|i| seq[i].clone()).collect();
         let window = Tensor::from_vec(rows, (1, cfg.enc_layers, cfg.dim_feature), &Device::Cpu).unwrap();
@@ -107,7 +116,7 @@ fn offline_windows_equal_explicitly_built_windows() {
 
 #[test]
 fn stream_errors_are_reported_not_panics() {
-    let mut live = StreamingDetector::new(model(), Activation::Logits);
+    let mut live = StreamingDetector::new(engine(), Activation::Logits);
     let a = live.add_stream();
     let short = vec![0.0f32; 10];
     assert!(live.step(&[(a, &short)]).unwrap_err().to_string().contains("expects 384"));

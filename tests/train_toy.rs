@@ -83,7 +83,7 @@ fn learns_a_separable_toy_problem_reproducibly_and_resumes_exactly() {
     let best = Detector::load(&out.join("best.safetensors"), HeadCounts::default(), &actiond_device()).unwrap();
     assert_eq!(best.card.config, cfg);
     let recorded = best.card.training.as_ref().unwrap().val_map.unwrap();
-    let map = actiond::train::trainer::validation_map(&best.model, &val_set, None).unwrap();
+    let map = actiond::train::trainer::validation_map(&best.engine, &val_set, None).unwrap();
     assert!((map - recorded).abs() < 1e-9 && (map - best_map).abs() < 1e-9);
 
     // Same seed, same run; 2 epochs then a resume to 4 equals the unbroken run.

@@ -1,5 +1,6 @@
 //! `actiond bench oadtr`: detector speed for the small and official-default configs: a live step at
-//! batch 1 (one new chunk, projection reused) and full-window forward passes at batch 1 and 16, with
+//! batch 1 (one new chunk, projection reused) and full-window forward passes at batch 1 and 16 of the
+//! inference engine (`oadtr_cpu`, what the daemon runs) and of the candle model the trainer runs, with
 //! achieved GFLOP/s, beside the official PyTorch figures the issue measured on this machine class
 //! (2 threads). PyTorch is not run here, so the ratios compare against those recorded figures.
 
@@ -10,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::detector::oadtr::{Oadtr, OadtrConfig};
+use crate::detector::oadtr_cpu::OadtrCpu;
 use crate::detector::window::{Activation, StreamingDetector};
 
 #[derive(Debug, clap::Args)]
@@ -67,13 +69,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (name, cfg, torch_b1, torch_b16, target_b1) in configs {
         let varmap = VarMap::new();
         let model = Oadtr::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
+        let engine = OadtrCpu::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
         let (t, dim) = (cfg.enc_layers, cfg.dim_feature);
         let flops = cfg.flops_per_window();
         let projection_flops = 2.0 * dim as f64 * cfg.embedding_dim as f64;
         let runs = if name == "small" { args.runs } else { args.runs.div_ceil(2) };
 
         // Live step: one stream, window already full, one new chunk per call.
-        let mut live = StreamingDetector::new(model.clone(), Activation::Probabilities { ignore_class: None });
+        let mut live = StreamingDetector::new(engine.clone(), Activation::Probabilities { ignore_class: None });
         let stream = live.add_stream();
         let chunk: Vec<f32> = (0..dim).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
         for _ in 0..t {
@@ -88,13 +91,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
         for batch in [1usize, 16] {
             let x = Tensor::randn(0f32, 1.0, (batch, t, dim), &device)?;
+            let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let (torch, target) = if batch == 1 { (torch_b1, target_b1) } else { (torch_b16, Some(torch_b16)) };
+            let ms = time_ms(runs, || {
+                std::hint::black_box(engine.forward(&flat, batch).current[0]);
+                Ok(())
+            })?;
+            rows.push(row(name, "window forward", batch, ms, flops * batch as f64, Some(torch), target));
+            // The candle model the trainer runs: the same arithmetic as a graph of tensor ops.
             let ms = time_ms(runs, || {
                 let out = model.forward(&x, false)?;
                 std::hint::black_box(out.current.sum_all()?.to_scalar::<f32>()?);
                 Ok(())
             })?;
-            let (torch, target) = if batch == 1 { (torch_b1, target_b1) } else { (torch_b16, Some(torch_b16)) };
-            rows.push(row(name, "window forward", batch, ms, flops * batch as f64, Some(torch), target));
+            rows.push(row(name, "candle forward", batch, ms, flops * batch as f64, Some(torch), None));
         }
     }
     if args.json {

@@ -185,7 +185,7 @@ fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
         bar.set_message(name.clone());
         let video = layout.load(name, Some(cfg.dim_feature), Some(c))?;
         let features = Tensor::from_slice(&video.features, (video.len, video.dim), &Device::Cpu)?;
-        let (current, anticipation) = run_sequence(&detector.model, &features, activation, 64, |_| {})
+        let (current, anticipation) = run_sequence(&detector.engine, &features, activation, 64, |_| {})
             .with_context(|| format!("running the model on {name}"))?;
         let current: Vec<f32> = current.flatten_all()?.to_vec1()?;
         let anticipation: Vec<f32> = anticipation.flatten_all()?.to_vec1()?;

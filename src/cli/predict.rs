@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} chunks {per_sec} eta {eta}")
             .expect("the template is valid"),
     );
-    let (current, anticipation) = run_sequence(&detector.model, &features, activation, args.batch, |done| {
+    let (current, anticipation) = run_sequence(&detector.engine, &features, activation, args.batch, |done| {
         bar.set_position(done as u64)
     })
     .with_context(|| format!("running {} on {}", args.model.display(), args.features.display()))?;

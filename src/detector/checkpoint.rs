@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::detector::oadtr_cpu::OadtrCpu;
 use crate::detector::oadtr::{Oadtr, OadtrConfig};
 use crate::feature_spec::FeatureSpec;
 
@@ -114,7 +115,10 @@ impl ModelCard {
 /// A loaded detector and its card.
 #[derive(Debug, Clone)]
 pub struct Detector {
+    /// The candle model (trainable; debug taps).
     pub model: Oadtr,
+    /// The same weights for inference on the CPU: what streams, `predict` and `eval` run.
+    pub engine: OadtrCpu,
     pub card: ModelCard,
 }
 
@@ -222,9 +226,10 @@ impl Detector {
         // SAFETY: as above, the weights file is only read.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
             .map_err(|source| CheckpointError::Model { path: weights.to_path_buf(), source })?;
-        let model = Oadtr::new(vb, &card.config)
-            .map_err(|source| CheckpointError::Model { path: weights.to_path_buf(), source })?;
-        Ok(Self { model, card })
+        let model_error = |source| CheckpointError::Model { path: weights.to_path_buf(), source };
+        let model = Oadtr::new(vb.clone(), &card.config).map_err(model_error)?;
+        let engine = OadtrCpu::new(vb, &card.config).map_err(model_error)?;
+        Ok(Self { model, engine, card })
     }
 }
 

@@ -268,6 +268,11 @@ fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
     candle_nn::linear(in_dim, out_dim, vb)
 }
 
+/// The position rows of the `LearnedPositionalEncoding` under `vb`, [rows, dim], in position order.
+pub(crate) fn position_table(vb: VarBuilder, rows: usize, dim: usize) -> Result<Tensor> {
+    LearnedPositionalEncoding::new(vb, rows, dim)?.table()
+}
+
 /// `LearnedPositionalEncoding`: an embedding table `pe` plus the int64 `position_ids` buffer PyTorch saves.
 #[derive(Debug, Clone)]
 struct LearnedPositionalEncoding {

@@ -13,9 +13,9 @@
 
 use std::collections::VecDeque;
 
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor};
 
-use crate::detector::oadtr::Oadtr;
+use crate::detector::oadtr_cpu::{Logits, OadtrCpu};
 
 /// Chunk index at each of the T window positions for the window ending at chunk `t` (padding included).
 pub fn window_indices(t: usize, window: usize) -> impl Iterator<Item = usize> {
@@ -41,17 +41,23 @@ pub enum Activation {
     Probabilities { ignore_class: Option<usize> },
 }
 
-/// Turns logits [.., C] into the requested activation.
-pub fn activate(logits: &Tensor, activation: Activation) -> Result<Tensor> {
-    match activation {
-        Activation::Logits => Ok(logits.clone()),
-        Activation::Probabilities { ignore_class: None } => candle_nn::ops::softmax_last_dim(&logits.contiguous()?),
-        Activation::Probabilities { ignore_class: Some(ignore) } => {
-            let c = logits.dim(D::Minus1)?;
-            let mask: Vec<f32> = (0..c).map(|i| if i == ignore { f32::NEG_INFINITY } else { 0.0 }).collect();
-            let mask = Tensor::from_vec(mask, c, logits.device())?;
-            candle_nn::ops::softmax_last_dim(&logits.broadcast_add(&mask)?.contiguous()?)
+/// Applies the requested activation in place to rows of `classes` logits.
+pub fn activate_rows(rows: &mut [f32], classes: usize, activation: Activation) {
+    let ignore = match activation {
+        Activation::Logits => return,
+        Activation::Probabilities { ignore_class } => ignore_class,
+    };
+    for row in rows.chunks_exact_mut(classes) {
+        if let Some(ignore) = ignore.filter(|&i| i < classes) {
+            row[ignore] = f32::NEG_INFINITY;
         }
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        row.iter_mut().for_each(|v| *v /= sum);
     }
 }
 
@@ -99,17 +105,17 @@ impl StreamId {
 /// Many live streams, one batched forward pass per step.
 #[derive(Debug)]
 pub struct StreamingDetector {
-    model: Oadtr,
+    model: OadtrCpu,
     activation: Activation,
     rings: Vec<Option<ChunkRing>>,
 }
 
 impl StreamingDetector {
-    pub fn new(model: Oadtr, activation: Activation) -> Self {
+    pub fn new(model: OadtrCpu, activation: Activation) -> Self {
         Self { model, activation, rings: Vec::new() }
     }
 
-    pub fn model(&self) -> &Oadtr {
+    pub fn model(&self) -> &OadtrCpu {
         &self.model
     }
 
@@ -170,20 +176,25 @@ impl StreamingDetector {
             features.extend_from_slice(feature);
         }
         let n = inputs.len();
-        let device = Device::Cpu;
-        let projected = self.model.embed_chunks(&Tensor::from_vec(features, (n, cfg.dim_feature), &device)?)?;
-        let projected: Vec<Vec<f32>> = projected.to_vec2()?;
+        let projected = self.model.embed_chunks(&features, n);
         let mut windows = Vec::with_capacity(n * window * d);
-        for ((id, _), row) in inputs.iter().zip(projected) {
+        for ((id, _), row) in inputs.iter().zip(projected.chunks_exact(d)) {
             let ring = self.rings[id.0].as_mut().expect("checked above");
-            ring.push(row, window);
+            ring.push(row.to_vec(), window);
             ring.extend_window(&mut windows, window);
         }
-        let windows = Tensor::from_vec(windows, (n, window, d), &device)?;
-        let out = self.model.forward_embedded(&windows, false)?;
-        let current: Vec<Vec<f32>> = activate(&out.current, self.activation)?.to_vec2()?;
-        let anticipation: Vec<Vec<Vec<f32>>> = activate(&out.anticipation, self.activation)?.to_vec3()?;
-        Ok(current.into_iter().zip(anticipation).map(|(current, anticipation)| StepOutput { current, anticipation }).collect())
+        let Logits { mut current, mut anticipation } = self.model.forward_embedded(&windows, n);
+        let (classes, queries) = (cfg.numclass, cfg.query_num);
+        activate_rows(&mut current, classes, self.activation);
+        activate_rows(&mut anticipation, classes, self.activation);
+        Ok(current
+            .chunks_exact(classes)
+            .zip(anticipation.chunks_exact(queries * classes))
+            .map(|(current, anticipation)| StepOutput {
+                current: current.to_vec(),
+                anticipation: anticipation.chunks_exact(classes).map(<[f32]>::to_vec).collect(),
+            })
+            .collect())
     }
 }
 
@@ -191,29 +202,38 @@ impl StreamingDetector {
 /// at every chunk, padded by [`window_indices`]. Returns current [L, C] and anticipation [L, Q, C].
 /// `on_batch` is called with the number of chunks done after each batch (for progress bars).
 pub fn run_sequence(
-    model: &Oadtr,
+    model: &OadtrCpu,
     features: &Tensor,
     activation: Activation,
     batch: usize,
     mut on_batch: impl FnMut(usize),
 ) -> Result<(Tensor, Tensor)> {
-    let (len, _) = features.dims2()?;
-    let window = model.config().enc_layers;
+    let (len, dim) = features.dims2()?;
+    let cfg = model.config();
+    let (window, d, classes, queries) = (cfg.enc_layers, cfg.embedding_dim, cfg.numclass, cfg.query_num);
     if len == 0 {
         candle_core::bail!("the sequence is empty");
     }
-    let projected = model.embed_chunks(features)?;
-    let mut currents = Vec::new();
-    let mut anticipations = Vec::new();
+    if dim != cfg.dim_feature {
+        candle_core::bail!("features have {dim} values per chunk, the model expects {}", cfg.dim_feature);
+    }
+    let features: Vec<f32> = features.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    let projected = model.embed_chunks(&features, len);
+    let mut current = Vec::with_capacity(len * classes);
+    let mut anticipation = Vec::with_capacity(len * queries * classes);
+    let mut windows = Vec::new();
     for start in (0..len).step_by(batch.max(1)) {
         let end = (start + batch.max(1)).min(len);
-        let indices: Vec<u32> = (start..end).flat_map(|t| window_indices(t, window)).map(|i| i as u32).collect();
-        let indices = Tensor::from_vec(indices, (end - start) * window, features.device())?;
-        let windows = projected.index_select(&indices, 0)?.reshape((end - start, window, ()))?;
-        let out = model.forward_embedded(&windows, false)?;
-        currents.push(activate(&out.current, activation)?);
-        anticipations.push(activate(&out.anticipation, activation)?);
+        windows.clear();
+        for i in (start..end).flat_map(|t| window_indices(t, window)) {
+            windows.extend_from_slice(&projected[i * d..(i + 1) * d]);
+        }
+        let logits = model.forward_embedded(&windows, end - start);
+        current.extend(logits.current);
+        anticipation.extend(logits.anticipation);
         on_batch(end);
     }
-    Ok((Tensor::cat(&currents, 0)?.to_dtype(DType::F32)?, Tensor::cat(&anticipations, 0)?))
+    activate_rows(&mut current, classes, activation);
+    activate_rows(&mut anticipation, classes, activation);
+    Ok((Tensor::from_vec(current, (len, classes), &Device::Cpu)?, Tensor::from_vec(anticipation, (len, queries, classes), &Device::Cpu)?))
 }

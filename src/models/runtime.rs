@@ -104,7 +104,7 @@ impl OadtrOnline {
         Self {
             queries: detector.card.config.query_num,
             labels: detector.card.labels.clone(),
-            streaming: StreamingDetector::new(detector.model, activation),
+            streaming: StreamingDetector::new(detector.engine, activation),
             spec,
         }
     }

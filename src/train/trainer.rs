@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detector::checkpoint::{self, CheckpointError, ModelCard, TrainingProvenance};
 use crate::detector::oadtr::{Oadtr, OadtrConfig};
+use crate::detector::oadtr_cpu::OadtrCpu;
 use crate::detector::window::{run_sequence, window_indices, Activation};
 use crate::eval::metrics::frame_metrics;
 use crate::train::dataset::Video;
@@ -367,7 +368,7 @@ pub fn train(
             seen += b;
             progress.batch(seen, loss_sum / seen as f64);
         }
-        let val_map = if val_videos.is_empty() { None } else { Some(validation_map(&model, val_videos, options.ignore_class)?) };
+        let val_map = if val_videos.is_empty() { None } else { Some(validation_map(&OadtrCpu::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), config)?, val_videos, options.ignore_class)?) };
         let report = EpochReport {
             epoch: epoch + 1,
             lr,
@@ -411,7 +412,7 @@ pub fn train(
 }
 
 /// Current-chunk mAP of the model on videos, windows as a stream sees them.
-pub fn validation_map(model: &Oadtr, videos: &[Video], ignore_class: Option<usize>) -> Result<f64, TrainError> {
+pub fn validation_map(model: &OadtrCpu, videos: &[Video], ignore_class: Option<usize>) -> Result<f64, TrainError> {
     let classes = model.config().numclass;
     let mut scores = Vec::new();
     let mut targets = Vec::new();

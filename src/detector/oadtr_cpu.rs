@@ -1,0 +1,478 @@
+//! OadTR inference on the CPU in plain f32: the model of [`super::oadtr`] (same official weight names,
+//! same arithmetic) with its weights copied once into flat buffers and every matrix product one `gemm`
+//! call on strided views, so attention heads are read in place and nothing is transposed, copied or
+//! allocated per op. A streaming step at batch 1 is about 80 small ops; run as candle tensors, each one
+//! allocating and dispatching, they cost more than their arithmetic. This is what the daemon, `predict`
+//! and `eval` run; training, debug taps and other devices use the candle model.
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::VarBuilder;
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::oadtr::{position_table, OadtrConfig};
+use crate::backbone::cpu_kernels::gelu_in_place;
+
+/// Where a matrix lives in a flat buffer: first element and row/column strides.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    offset: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl View {
+    /// Row-major with `row_stride` elements per row.
+    fn rows(row_stride: usize) -> View {
+        View { offset: 0, row_stride, col_stride: 1 }
+    }
+
+    fn at(self, offset: usize) -> View {
+        View { offset: self.offset + offset, ..self }
+    }
+
+    fn transposed(self) -> View {
+        View { offset: self.offset, row_stride: self.col_stride, col_stride: self.row_stride }
+    }
+
+    fn last(self, rows: usize, cols: usize) -> usize {
+        self.offset + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride
+    }
+}
+
+/// `dst[m×n] = (accumulate ? dst : 0) + scale · lhs[m×k] · rhs[k×n]`.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_view: View,
+    lhs: &[f32],
+    lhs_view: View,
+    rhs: &[f32],
+    rhs_view: View,
+    accumulate: bool,
+    scale: f32,
+) {
+    assert!(m > 0 && n > 0 && k > 0, "empty product {m}×{k}·{k}×{n}");
+    assert!(dst_view.last(m, n) < dst.len(), "product destination out of bounds");
+    assert!(lhs_view.last(m, k) < lhs.len(), "left operand out of bounds");
+    assert!(rhs_view.last(k, n) < rhs.len(), "right operand out of bounds");
+    // SAFETY: every element the views address was bounds-checked above; `dst` is borrowed mutably, so
+    // it cannot alias the operands.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(dst_view.offset),
+            dst_view.col_stride as isize,
+            dst_view.row_stride as isize,
+            accumulate,
+            lhs.as_ptr().add(lhs_view.offset),
+            lhs_view.col_stride as isize,
+            lhs_view.row_stride as isize,
+            rhs.as_ptr().add(rhs_view.offset),
+            rhs_view.col_stride as isize,
+            rhs_view.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism((m, n, k)),
+        )
+    }
+}
+
+/// Threads pay off only on products big enough to split; small ones (attention of one head at
+/// batch 1) run on the calling thread.
+fn parallelism((m, n, k): (usize, usize, usize)) -> Parallelism {
+    let threshold: usize = std::env::var("ACTIOND_PAR_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
+    if m * n * k >= threshold {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
+fn values(tensor: Tensor) -> Result<Vec<f32>> {
+    tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+}
+
+/// A Linear (or kernel-1 Conv1d) layer, weight kept as [in, out] so products read it row by row.
+#[derive(Debug, Clone)]
+struct Dense {
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Dense {
+    fn from_torch(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (outputs, inputs) = (weight.dim(0)?, weight.elem_count() / weight.dim(0)?);
+        let weight = values(weight.reshape((outputs, inputs))?.t()?.contiguous()?)?;
+        Ok(Self { weight, bias: bias.map(values).transpose()?, inputs, outputs })
+    }
+
+    fn linear(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Self> {
+        Self::from_torch(vb.get((outputs, inputs), "weight")?, Some(vb.get(outputs, "bias")?))
+    }
+
+    fn linear_no_bias(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Self> {
+        Self::from_torch(vb.get((outputs, inputs), "weight")?, None)
+    }
+
+    fn conv1(vb: &VarBuilder, inputs: usize, outputs: usize) -> Result<Self> {
+        Self::from_torch(vb.get((outputs, inputs, 1), "weight")?, Some(vb.get(outputs, "bias")?))
+    }
+
+    /// `out[rows × outputs] (+)= x[rows × inputs] · W + b`; with `accumulate` the product is added to
+    /// what `out` holds (a residual stream).
+    fn apply(&self, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
+        let out = &mut out[..rows * self.outputs];
+        let mut accumulate = accumulate;
+        if let Some(bias) = &self.bias {
+            for row in out.chunks_exact_mut(self.outputs) {
+                if accumulate {
+                    row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+                } else {
+                    row.copy_from_slice(bias);
+                }
+            }
+            accumulate = true;
+        }
+        matmul(
+            (rows, self.outputs, self.inputs),
+            out,
+            View::rows(self.outputs),
+            x,
+            View::rows(self.inputs),
+            &self.weight,
+            View::rows(self.outputs),
+            accumulate,
+            1.0,
+        );
+    }
+
+    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0.0; rows * self.outputs];
+        self.apply(x, rows, &mut out, false);
+        out
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn new(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        Ok(Self { weight: values(vb.get(size, "weight")?)?, bias: values(vb.get(size, "bias")?)?, eps: eps as f32 })
+    }
+
+    fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut out = x.to_vec();
+        self.in_place(&mut out);
+        out
+    }
+
+    fn in_place(&self, x: &mut [f32]) {
+        let dim = self.weight.len();
+        for row in x.chunks_exact_mut(dim) {
+            let mean = row.iter().sum::<f32>() / dim as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(&self.weight).zip(&self.bias) {
+                *v = (*v - mean) * inv * w + b;
+            }
+        }
+    }
+}
+
+fn softmax_rows(x: &mut [f32], cols: usize) {
+    for row in x.chunks_exact_mut(cols) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        row.iter_mut().for_each(|v| *v /= sum);
+    }
+}
+
+/// Where one attention's operands sit: per item, `rows` rows of `stride` values, heads of width `e`
+/// side by side from column `column`.
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    rows: usize,
+    stride: usize,
+    column: usize,
+}
+
+/// Multi-head scaled dot-product attention for `batch` items, written into `out` [batch·lq, heads·e]
+/// with the heads side by side. `causal` masks keys after the query's own index.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    batch: usize,
+    (heads, e): (usize, usize),
+    (q, qh): (&[f32], Heads),
+    (k, kh): (&[f32], Heads),
+    (v, vh): (&[f32], Heads),
+    causal: bool,
+    out: &mut [f32],
+) {
+    let (lq, lk) = (qh.rows, kh.rows);
+    let width = heads * e;
+    let scale = 1.0 / (e as f32).sqrt();
+    let item = |b: usize, out: &mut [f32]| {
+        let mut scores = vec![0.0f32; lq * lk];
+        for h in 0..heads {
+            let q_view = View::rows(qh.stride).at(b * lq * qh.stride + qh.column + h * e);
+            let k_view = View::rows(kh.stride).at(b * lk * kh.stride + kh.column + h * e).transposed();
+            matmul((lq, lk, e), &mut scores, View::rows(lk), q, q_view, k, k_view, false, scale);
+            if causal {
+                for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
+                    row.iter_mut().skip(i + 1).for_each(|s| *s = f32::NEG_INFINITY);
+                }
+            }
+            softmax_rows(&mut scores, lk);
+            let v_view = View::rows(vh.stride).at(b * lk * vh.stride + vh.column + h * e);
+            matmul((lq, e, lk), out, View::rows(width).at(h * e), &scores, View::rows(lk), v, v_view, false, 1.0);
+        }
+    };
+    if batch == 1 {
+        item(0, out);
+    } else {
+        out.par_chunks_mut(lq * width).enumerate().for_each(|(b, out)| item(b, out));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderBlock {
+    attn_norm: Norm,
+    qkv: Dense,
+    proj: Dense,
+    mlp_norm: Norm,
+    fc1: Dense,
+    fc2: Dense,
+    heads: usize,
+}
+
+impl EncoderBlock {
+    fn new(vb: &VarBuilder, cfg: &OadtrConfig, index: usize) -> Result<Self> {
+        let d = cfg.embedding_dim;
+        let attn = vb.pp(2 * index).pp("fn");
+        let mlp = vb.pp(2 * index + 1).pp("fn");
+        Ok(Self {
+            attn_norm: Norm::new(&attn.pp("norm"), d, cfg.layer_norm_eps)?,
+            qkv: Dense::linear_no_bias(&attn.pp("fn").pp("qkv"), d, 3 * d)?,
+            proj: Dense::linear(&attn.pp("fn").pp("proj"), d, d)?,
+            mlp_norm: Norm::new(&mlp.pp("norm"), d, cfg.layer_norm_eps)?,
+            fc1: Dense::linear(&mlp.pp("fn").pp("net").pp(0), d, cfg.hidden_dim)?,
+            fc2: Dense::linear(&mlp.pp("fn").pp("net").pp(3), cfg.hidden_dim, d)?,
+            heads: cfg.num_heads,
+        })
+    }
+
+    /// Updates the residual stream `x` [batch·n, d] in place.
+    fn forward(&self, x: &mut [f32], batch: usize, n: usize) {
+        let d = self.proj.outputs;
+        let rows = batch * n;
+        let qkv = self.qkv.forward(&self.attn_norm.forward(x), rows);
+        let mut attended = vec![0.0; rows * d];
+        let at = |column| Heads { rows: n, stride: 3 * d, column };
+        attend(batch, (self.heads, d / self.heads), (&qkv, at(0)), (&qkv, at(d)), (&qkv, at(2 * d)), false, &mut attended);
+        self.proj.apply(&attended, rows, x, true);
+        let mut hidden = self.fc1.forward(&self.mlp_norm.forward(x), rows);
+        gelu_in_place(&mut hidden);
+        self.fc2.apply(&hidden, rows, x, true);
+    }
+}
+
+/// Informer-style attention with separate q/k/v/out projections.
+#[derive(Debug, Clone)]
+struct AttentionLayer {
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    out: Dense,
+    heads: usize,
+}
+
+impl AttentionLayer {
+    fn new(vb: &VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+        let d = cfg.decoder_embedding_dim;
+        Ok(Self {
+            query: Dense::linear(&vb.pp("query_projection"), d, d)?,
+            key: Dense::linear(&vb.pp("key_projection"), d, d)?,
+            value: Dense::linear(&vb.pp("value_projection"), d, d)?,
+            out: Dense::linear(&vb.pp("out_projection"), d, d)?,
+            heads: cfg.decoder_num_heads,
+        })
+    }
+
+    /// `x += attention(x → memory)`, x [batch·lq, d], memory [batch·lk, d].
+    fn add_to(&self, x: &mut [f32], lq: usize, memory: &[f32], lk: usize, batch: usize, causal: bool) {
+        let d = self.out.outputs;
+        let q = self.query.forward(x, batch * lq);
+        let k = self.key.forward(memory, batch * lk);
+        let v = self.value.forward(memory, batch * lk);
+        let mut attended = vec![0.0; batch * lq * d];
+        let (qh, kh) = (Heads { rows: lq, stride: d, column: 0 }, Heads { rows: lk, stride: d, column: 0 });
+        attend(batch, (self.heads, d / self.heads), (&q, qh), (&k, kh), (&v, kh), causal, &mut attended);
+        self.out.apply(&attended, batch * lq, x, true);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attention: AttentionLayer,
+    cross_attention: AttentionLayer,
+    conv1: Dense,
+    conv2: Dense,
+    norm1: Norm,
+    norm2: Norm,
+    norm3: Norm,
+}
+
+impl DecoderLayer {
+    fn new(vb: &VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+        let (d, ff, eps) = (cfg.decoder_embedding_dim, cfg.decoder_embedding_dim_out, cfg.layer_norm_eps);
+        Ok(Self {
+            self_attention: AttentionLayer::new(&vb.pp("self_attention"), cfg)?,
+            cross_attention: AttentionLayer::new(&vb.pp("cross_attention"), cfg)?,
+            conv1: Dense::conv1(&vb.pp("conv1"), d, ff)?,
+            conv2: Dense::conv1(&vb.pp("conv2"), ff, d)?,
+            norm1: Norm::new(&vb.pp("norm1"), d, eps)?,
+            norm2: Norm::new(&vb.pp("norm2"), d, eps)?,
+            norm3: Norm::new(&vb.pp("norm3"), d, eps)?,
+        })
+    }
+
+    /// Post-norm block over queries `x` [batch·q, d] attending to `memory` [batch·n, d].
+    fn forward(&self, x: &mut [f32], q: usize, memory: &[f32], n: usize, batch: usize) {
+        let snapshot = x.to_vec();
+        self.self_attention.add_to(x, q, &snapshot, q, batch, true);
+        self.norm1.in_place(x);
+        self.cross_attention.add_to(x, q, memory, n, batch, false);
+        self.norm2.in_place(x);
+        let mut hidden = self.conv1.forward(x, batch * q);
+        gelu_in_place(&mut hidden);
+        self.conv2.apply(&hidden, batch * q, x, true);
+        self.norm3.in_place(x);
+    }
+}
+
+/// Logits of a batch of windows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logits {
+    /// [batch, C]
+    pub current: Vec<f32>,
+    /// [batch, Q, C]: row i predicts chunk t+1+i.
+    pub anticipation: Vec<f32>,
+}
+
+/// OadTR ready for inference on the CPU.
+#[derive(Debug, Clone)]
+pub struct OadtrCpu {
+    cfg: OadtrConfig,
+    linear_encoding: Dense,
+    cls_token: Vec<f32>,
+    /// [T+1, d], rows in position order.
+    position: Vec<f32>,
+    encoder: Vec<EncoderBlock>,
+    pre_head_ln: Norm,
+    decoder_queries: Vec<f32>,
+    decoder: Vec<DecoderLayer>,
+    decoder_norm: Norm,
+    classifier: Dense,
+    mlp_head: Dense,
+}
+
+impl OadtrCpu {
+    /// Reads the weights under their official names (as [`super::oadtr::Oadtr::new`] does).
+    pub fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
+        if let Err(problems) = cfg.check() {
+            candle_core::bail!("invalid OadTR config: {}", problems.join("; "));
+        }
+        let (d, dd, q) = (cfg.embedding_dim, cfg.decoder_embedding_dim, cfg.query_num);
+        Ok(Self {
+            linear_encoding: Dense::linear(&vb.pp("linear_encoding"), cfg.dim_feature, d)?,
+            cls_token: values(vb.get((1, 1, d), "cls_token")?)?,
+            position: values(position_table(vb.pp("position_encoding"), cfg.enc_layers + 1, d)?)?,
+            encoder: (0..cfg.num_layers)
+                .map(|i| EncoderBlock::new(&vb.pp("encoder").pp("net"), cfg, i))
+                .collect::<Result<_>>()?,
+            pre_head_ln: Norm::new(&vb.pp("pre_head_ln"), d, cfg.layer_norm_eps)?,
+            decoder_queries: values(vb.get((1, q, dd), "decoder_cls_token")?)?,
+            decoder: (0..cfg.decoder_layers)
+                .map(|i| DecoderLayer::new(&vb.pp("decoder").pp("layers").pp(i), cfg))
+                .collect::<Result<_>>()?,
+            decoder_norm: Norm::new(&vb.pp("decoder").pp("norm"), dd, cfg.layer_norm_eps)?,
+            classifier: Dense::linear(&vb.pp("classifier"), dd, cfg.numclass)?,
+            mlp_head: Dense::linear(&vb.pp("mlp_head"), d + dd, cfg.numclass)?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &OadtrConfig {
+        &self.cfg
+    }
+
+    /// The input projection of `rows` chunk features [rows, dim_feature] → [rows, d]. It acts on each
+    /// chunk alone, so a stream projects each chunk once for all T windows it appears in.
+    pub fn embed_chunks(&self, features: &[f32], rows: usize) -> Vec<f32> {
+        assert_eq!(features.len(), rows * self.cfg.dim_feature, "features are [rows, dim_feature]");
+        self.linear_encoding.forward(features, rows)
+    }
+
+    /// Logits for `batch` windows of raw chunk features [batch, T, dim_feature].
+    pub fn forward(&self, features: &[f32], batch: usize) -> Logits {
+        self.forward_embedded(&self.embed_chunks(features, batch * self.cfg.enc_layers), batch)
+    }
+
+    /// Logits for `batch` windows of projected chunks [batch, T, d] (see [`OadtrCpu::embed_chunks`]).
+    pub fn forward_embedded(&self, chunks: &[f32], batch: usize) -> Logits {
+        let cfg = &self.cfg;
+        let (t, d, q, c) = (cfg.enc_layers, cfg.embedding_dim, cfg.query_num, cfg.numclass);
+        let dd = cfg.decoder_embedding_dim;
+        assert_eq!(chunks.len(), batch * t * d, "windows are [batch, T, d]");
+        let n = t + 1;
+        let mut x = Vec::with_capacity(batch * n * d);
+        for window in chunks.chunks_exact(t * d) {
+            x.extend_from_slice(window);
+            x.extend_from_slice(&self.cls_token);
+        }
+        for item in x.chunks_exact_mut(n * d) {
+            item.iter_mut().zip(&self.position).for_each(|(v, p)| *v += p);
+        }
+        for block in &self.encoder {
+            block.forward(&mut x, batch, n);
+        }
+        self.pre_head_ln.in_place(&mut x);
+        let memory = x;
+        let mut queries = self.decoder_queries.repeat(batch);
+        for layer in &self.decoder {
+            layer.forward(&mut queries, q, &memory, n, batch);
+        }
+        self.decoder_norm.in_place(&mut queries);
+        let anticipation = self.classifier.forward(&queries, batch * q);
+        let mut head_input = Vec::with_capacity(batch * (d + dd));
+        for b in 0..batch {
+            head_input.extend_from_slice(&memory[(b * n + t) * d..(b * n + n) * d]);
+            let mut pooled = vec![0.0f32; dd];
+            for row in queries[b * q * dd..(b + 1) * q * dd].chunks_exact(dd) {
+                pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+            }
+            head_input.extend(pooled.iter().map(|p| p / q as f32));
+        }
+        let current = self.mlp_head.forward(&head_input, batch);
+        debug_assert_eq!(current.len(), batch * c);
+        Logits { current, anticipation }
+    }
+}
