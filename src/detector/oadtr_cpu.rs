@@ -40,6 +40,58 @@ impl View {
     }
 }
 
+/// `dst[m×n] (+)= scale · lhs[m×k] · rhs[k×n]` on the calling thread.
+///
+/// # Safety
+/// The views must address elements inside their buffers, and no other task may touch the elements of
+/// `dst` this product writes while it runs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: SharedDst,
+    dst_view: View,
+    lhs: &[f32],
+    lhs_view: View,
+    rhs: &[f32],
+    rhs_view: View,
+    accumulate: bool,
+    scale: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.0.add(dst_view.offset),
+        dst_view.col_stride as isize,
+        dst_view.row_stride as isize,
+        accumulate,
+        lhs.as_ptr().add(lhs_view.offset),
+        lhs_view.col_stride as isize,
+        lhs_view.row_stride as isize,
+        rhs.as_ptr().add(rhs_view.offset),
+        rhs_view.col_stride as isize,
+        rhs_view.row_stride as isize,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    )
+}
+
+/// A destination shared by tasks that write disjoint elements of it.
+#[derive(Clone, Copy)]
+struct SharedDst(*mut f32);
+// SAFETY: tasks handed a `SharedDst` write disjoint elements only (see `matmul` and `attend`).
+unsafe impl Send for SharedDst {}
+unsafe impl Sync for SharedDst {}
+
+/// Products below this many multiply-adds run on one thread; larger ones are split by output columns
+/// into one block per thread. (Splitting inside `gemm` costs more than it saves at these sizes: a
+/// streaming step's largest product is 65×256·256×768.)
+const SPLIT_MIN_MACS: usize = 1 << 21;
+
 /// `dst[m×n] = (accumulate ? dst : 0) + scale · lhs[m×k] · rhs[k×n]`.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
@@ -57,41 +109,55 @@ fn matmul(
     assert!(dst_view.last(m, n) < dst.len(), "product destination out of bounds");
     assert!(lhs_view.last(m, k) < lhs.len(), "left operand out of bounds");
     assert!(rhs_view.last(k, n) < rhs.len(), "right operand out of bounds");
-    // SAFETY: every element the views address was bounds-checked above; `dst` is borrowed mutably, so
-    // it cannot alias the operands.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr().add(dst_view.offset),
-            dst_view.col_stride as isize,
-            dst_view.row_stride as isize,
-            accumulate,
-            lhs.as_ptr().add(lhs_view.offset),
-            lhs_view.col_stride as isize,
-            lhs_view.row_stride as isize,
-            rhs.as_ptr().add(rhs_view.offset),
-            rhs_view.col_stride as isize,
-            rhs_view.row_stride as isize,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            parallelism((m, n, k)),
-        )
+    let dst = SharedDst(dst.as_mut_ptr());
+    let threads = rayon::current_num_threads();
+    if threads < 2 || m * n * k < SPLIT_MIN_MACS || n < 32 * threads {
+        // SAFETY: bounds checked above; `dst` was borrowed mutably, so nothing else touches it.
+        unsafe { product((m, n, k), dst, dst_view, lhs, lhs_view, rhs, rhs_view, accumulate, scale) };
+        return;
     }
+    let width = n.div_ceil(threads).next_multiple_of(16);
+    (0..n.div_ceil(width)).into_par_iter().for_each(|b| {
+        let (first, cols) = (b * width, width.min(n - b * width));
+        let dst_block = dst_view.at(first * dst_view.col_stride);
+        let rhs_block = rhs_view.at(first * rhs_view.col_stride);
+        // SAFETY: each block is inside the checked views and writes its own columns of `dst`.
+        unsafe { product((m, cols, k), dst, dst_block, lhs, lhs_view, rhs, rhs_block, accumulate, scale) };
+    });
 }
 
-/// Threads pay off only on products big enough to split; small ones (attention of one head at
-/// batch 1) run on the calling thread.
-fn parallelism((m, n, k): (usize, usize, usize)) -> Parallelism {
-    let threshold: usize = std::env::var("ACTIOND_PAR_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
-    if m * n * k >= threshold {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
+/// Up to this many rows, a layer runs as rows of broadcast multiply-adds over its weight rows rather
+/// than as a blocked product, which would repack the whole weight matrix for a handful of rows (the
+/// decoder's 8 queries at batch 1).
+const FEW_ROWS: usize = 16;
+
+/// `out[r × n] += x[r × k] · w[k × n]`, row by row.
+fn few_rows_product(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected on this CPU.
+        unsafe { few_rows_product_avx2(x, k, w, out) };
+        return;
+    }
+    few_rows_product_portable(x, k, w, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn few_rows_product_avx2(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
+    // The same code, compiled with 8-wide vectors.
+    few_rows_product_portable(x, k, w, out)
+}
+
+#[inline(always)]
+fn few_rows_product_portable(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
+    let n = w.len() / k;
+    for (x_row, out_row) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        for (&a, w_row) in x_row.iter().zip(w.chunks_exact(n)) {
+            for (o, &b) in out_row.iter_mut().zip(w_row) {
+                *o += a * b;
+            }
+        }
     }
 }
 
@@ -142,6 +208,13 @@ impl Dense {
             }
             accumulate = true;
         }
+        if rows <= FEW_ROWS {
+            if !accumulate {
+                out.fill(0.0);
+            }
+            few_rows_product(&x[..rows * self.inputs], self.inputs, &self.weight, out);
+            return;
+        }
         matmul(
             (rows, self.outputs, self.inputs),
             out,
@@ -159,6 +232,17 @@ impl Dense {
         let mut out = vec![0.0; rows * self.outputs];
         self.apply(x, rows, &mut out, false);
         out
+    }
+
+    /// Layers on the same input side by side: one product instead of several.
+    fn side_by_side(layers: &[&Dense]) -> Dense {
+        let inputs = layers[0].inputs;
+        assert!(layers.iter().all(|l| l.inputs == inputs && l.bias.is_some()));
+        let weight = (0..inputs)
+            .flat_map(|r| layers.iter().flat_map(move |l| l.weight[r * l.outputs..(r + 1) * l.outputs].iter().copied()))
+            .collect();
+        let bias = layers.iter().flat_map(|l| l.bias.iter().flatten().copied()).collect();
+        Dense { weight, bias: Some(bias), inputs, outputs: layers.iter().map(|l| l.outputs).sum() }
     }
 }
 
@@ -229,26 +313,32 @@ fn attend(
     let (lq, lk) = (qh.rows, kh.rows);
     let width = heads * e;
     let scale = 1.0 / (e as f32).sqrt();
-    let item = |b: usize, out: &mut [f32]| {
-        let mut scores = vec![0.0f32; lq * lk];
-        for h in 0..heads {
-            let q_view = View::rows(qh.stride).at(b * lq * qh.stride + qh.column + h * e);
-            let k_view = View::rows(kh.stride).at(b * lk * kh.stride + kh.column + h * e).transposed();
-            matmul((lq, lk, e), &mut scores, View::rows(lk), q, q_view, k, k_view, false, scale);
-            if causal {
-                for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
-                    row.iter_mut().skip(i + 1).for_each(|s| *s = f32::NEG_INFINITY);
-                }
+    assert!(out.len() >= batch * lq * width, "attention output out of bounds");
+    let out = SharedDst(out.as_mut_ptr());
+    let task = |scores: &mut Vec<f32>, task: usize| {
+        let (b, h) = (task / heads, task % heads);
+        let q_view = View::rows(qh.stride).at(b * lq * qh.stride + qh.column + h * e);
+        let k_view = View::rows(kh.stride).at(b * lk * kh.stride + kh.column + h * e).transposed();
+        matmul((lq, lk, e), scores, View::rows(lk), q, q_view, k, k_view, false, scale);
+        if causal {
+            for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
+                row.iter_mut().skip(i + 1).for_each(|s| *s = f32::NEG_INFINITY);
             }
-            softmax_rows(&mut scores, lk);
-            let v_view = View::rows(vh.stride).at(b * lk * vh.stride + vh.column + h * e);
-            matmul((lq, e, lk), out, View::rows(width).at(h * e), &scores, View::rows(lk), v, v_view, false, 1.0);
         }
+        softmax_rows(scores, lk);
+        let v_view = View::rows(vh.stride).at(b * lk * vh.stride + vh.column + h * e);
+        assert!(v_view.last(lk, e) < v.len(), "values out of bounds");
+        let out_view = View::rows(width).at(b * lq * width + h * e);
+        // SAFETY: `out` holds batch·lq rows of `width` (asserted above) and task (b, h) writes rows
+        // b·lq.. and columns h·e.. only, a block no other task writes; `v` was bounds-checked.
+        unsafe { product((lq, e, lk), out, out_view, scores, View::rows(lk), v, v_view, false, 1.0) };
     };
-    if batch == 1 {
-        item(0, out);
+    // Waking the pool costs more than the decoder's attention at batch 1 (8 queries) does.
+    if batch * heads * lq * lk * e < SPLIT_MIN_MACS / 2 {
+        let mut scores = vec![0.0f32; lq * lk];
+        (0..batch * heads).for_each(|t| task(&mut scores, t));
     } else {
-        out.par_chunks_mut(lq * width).enumerate().for_each(|(b, out)| item(b, out));
+        (0..batch * heads).into_par_iter().for_each_init(|| vec![0.0f32; lq * lk], task);
     }
 }
 
@@ -286,7 +376,15 @@ impl EncoderBlock {
         let qkv = self.qkv.forward(&self.attn_norm.forward(x), rows);
         let mut attended = vec![0.0; rows * d];
         let at = |column| Heads { rows: n, stride: 3 * d, column };
-        attend(batch, (self.heads, d / self.heads), (&qkv, at(0)), (&qkv, at(d)), (&qkv, at(2 * d)), false, &mut attended);
+        attend(
+            batch,
+            (self.heads, d / self.heads),
+            (&qkv, at(0)),
+            (&qkv, at(d)),
+            (&qkv, at(2 * d)),
+            false,
+            &mut attended,
+        );
         self.proj.apply(&attended, rows, x, true);
         let mut hidden = self.fc1.forward(&self.mlp_norm.forward(x), rows);
         gelu_in_place(&mut hidden);
@@ -316,15 +414,30 @@ impl AttentionLayer {
         })
     }
 
-    /// `x += attention(x → memory)`, x [batch·lq, d], memory [batch·lk, d].
-    fn add_to(&self, x: &mut [f32], lq: usize, memory: &[f32], lk: usize, batch: usize, causal: bool) {
+    /// `x += attention(x → x)` among the `lq` queries of each item, each seeing itself and earlier ones.
+    fn add_causal_self(&self, x: &mut [f32], lq: usize, batch: usize) {
+        let d = self.out.outputs;
+        let k = self.key.forward(x, batch * lq);
+        let v = self.value.forward(x, batch * lq);
+        let heads = Heads { rows: lq, stride: d, column: 0 };
+        self.add_attended(x, lq, batch, (&k, heads), (&v, heads), true);
+    }
+
+    /// `x += attention(x → memory)` with the memory's keys and values already projected.
+    fn add_attended(
+        &self,
+        x: &mut [f32],
+        lq: usize,
+        batch: usize,
+        k: (&[f32], Heads),
+        v: (&[f32], Heads),
+        causal: bool,
+    ) {
         let d = self.out.outputs;
         let q = self.query.forward(x, batch * lq);
-        let k = self.key.forward(memory, batch * lk);
-        let v = self.value.forward(memory, batch * lk);
         let mut attended = vec![0.0; batch * lq * d];
-        let (qh, kh) = (Heads { rows: lq, stride: d, column: 0 }, Heads { rows: lk, stride: d, column: 0 });
-        attend(batch, (self.heads, d / self.heads), (&q, qh), (&k, kh), (&v, kh), causal, &mut attended);
+        let qh = Heads { rows: lq, stride: d, column: 0 };
+        attend(batch, (self.heads, d / self.heads), (&q, qh), k, v, causal, &mut attended);
         self.out.apply(&attended, batch * lq, x, true);
     }
 }
@@ -354,12 +467,15 @@ impl DecoderLayer {
         })
     }
 
-    /// Post-norm block over queries `x` [batch·q, d] attending to `memory` [batch·n, d].
-    fn forward(&self, x: &mut [f32], q: usize, memory: &[f32], n: usize, batch: usize) {
-        let snapshot = x.to_vec();
-        self.self_attention.add_to(x, q, &snapshot, q, batch, true);
+    /// The causal self-attention half-block of the post-norm layer.
+    fn self_block(&self, x: &mut [f32], q: usize, batch: usize) {
+        self.self_attention.add_causal_self(x, q, batch);
         self.norm1.in_place(x);
-        self.cross_attention.add_to(x, q, memory, n, batch, false);
+    }
+
+    /// Cross-attention to the memory (keys and values already projected) and the feed-forward.
+    fn memory_block(&self, x: &mut [f32], q: usize, batch: usize, k: (&[f32], Heads), v: (&[f32], Heads)) {
+        self.cross_attention.add_attended(x, q, batch, k, v, false);
         self.norm2.in_place(x);
         let mut hidden = self.conv1.forward(x, batch * q);
         gelu_in_place(&mut hidden);
@@ -387,8 +503,13 @@ pub struct OadtrCpu {
     position: Vec<f32>,
     encoder: Vec<EncoderBlock>,
     pre_head_ln: Norm,
-    decoder_queries: Vec<f32>,
+    /// The learned queries after the first decoder layer's self-attention, which sees nothing but
+    /// them: computed once at load, [Q, d].
+    decoder_start: Vec<f32>,
     decoder: Vec<DecoderLayer>,
+    /// Every decoder layer's cross-attention key and value projections side by side: all of them read
+    /// the same encoder output, so they run as one product, [d, layers·2d].
+    memory_keys_values: Dense,
     decoder_norm: Norm,
     classifier: Dense,
     mlp_head: Dense,
@@ -401,6 +522,13 @@ impl OadtrCpu {
             candle_core::bail!("invalid OadTR config: {}", problems.join("; "));
         }
         let (d, dd, q) = (cfg.embedding_dim, cfg.decoder_embedding_dim, cfg.query_num);
+        let decoder: Vec<DecoderLayer> = (0..cfg.decoder_layers)
+            .map(|i| DecoderLayer::new(&vb.pp("decoder").pp("layers").pp(i), cfg))
+            .collect::<Result<_>>()?;
+        let mut decoder_start = values(vb.get((1, q, dd), "decoder_cls_token")?)?;
+        decoder[0].self_block(&mut decoder_start, q, 1);
+        let projections: Vec<&Dense> =
+            decoder.iter().flat_map(|l| [&l.cross_attention.key, &l.cross_attention.value]).collect();
         Ok(Self {
             linear_encoding: Dense::linear(&vb.pp("linear_encoding"), cfg.dim_feature, d)?,
             cls_token: values(vb.get((1, 1, d), "cls_token")?)?,
@@ -409,10 +537,9 @@ impl OadtrCpu {
                 .map(|i| EncoderBlock::new(&vb.pp("encoder").pp("net"), cfg, i))
                 .collect::<Result<_>>()?,
             pre_head_ln: Norm::new(&vb.pp("pre_head_ln"), d, cfg.layer_norm_eps)?,
-            decoder_queries: values(vb.get((1, q, dd), "decoder_cls_token")?)?,
-            decoder: (0..cfg.decoder_layers)
-                .map(|i| DecoderLayer::new(&vb.pp("decoder").pp("layers").pp(i), cfg))
-                .collect::<Result<_>>()?,
+            decoder_start,
+            memory_keys_values: Dense::side_by_side(&projections),
+            decoder,
             decoder_norm: Norm::new(&vb.pp("decoder").pp("norm"), dd, cfg.layer_norm_eps)?,
             classifier: Dense::linear(&vb.pp("classifier"), dd, cfg.numclass)?,
             mlp_head: Dense::linear(&vb.pp("mlp_head"), d + dd, cfg.numclass)?,
@@ -456,9 +583,16 @@ impl OadtrCpu {
         }
         self.pre_head_ln.in_place(&mut x);
         let memory = x;
-        let mut queries = self.decoder_queries.repeat(batch);
-        for layer in &self.decoder {
-            layer.forward(&mut queries, q, &memory, n, batch);
+        let keys_values = self.memory_keys_values.forward(&memory, batch * n);
+        let stride = self.memory_keys_values.outputs;
+        let mut queries = self.decoder_start.repeat(batch);
+        for (i, layer) in self.decoder.iter().enumerate() {
+            if i > 0 {
+                layer.self_block(&mut queries, q, batch);
+            }
+            let k = Heads { rows: n, stride, column: 2 * i * dd };
+            let v = Heads { rows: n, stride, column: (2 * i + 1) * dd };
+            layer.memory_block(&mut queries, q, batch, (&keys_values, k), (&keys_values, v));
         }
         self.decoder_norm.in_place(&mut queries);
         let anticipation = self.classifier.forward(&queries, batch * q);
