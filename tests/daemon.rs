@@ -62,8 +62,10 @@ fn a_file_run_reproduces_extract_and_predict() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let log = dir.path().join("events.jsonl");
+    // `clear_below = 0`: once firing, the rule cannot clear whatever the detector scores, so its event
+    // ends with the stream.
     let config = format!(
-        "{}[[streams]]\nid = \"clip\"\nurl = {:?}\n\n[[rules]]\nname = \"anything\"\nlabel = \"background\"\nmin_score = 0.01\n\n[sinks.log]\ntype = \"jsonl\"\npath = {:?}\n\n[http]\nenabled = false\n",
+        "{}[[streams]]\nid = \"clip\"\nurl = {:?}\n\n[[rules]]\nname = \"anything\"\nlabel = \"background\"\nmin_score = 0.01\nclear_below = 0.0\n\n[sinks.log]\ntype = \"jsonl\"\npath = {:?}\n\n[http]\nenabled = false\n",
         model_section(),
         video.display().to_string(),
         log.display().to_string()
@@ -132,7 +134,7 @@ fn sigterm_ends_open_events_and_sighup_with_a_broken_file_keeps_running() {
     let log = dir.path().join("events.jsonl");
     let port = support::free_port();
     let config = format!(
-        "{}[[streams]]\nid = \"cam\"\nurl = \"synth://seed=5?realtime=1\"\n\n[[rules]]\nname = \"anything\"\nlabel = \"background\"\nmin_score = 0.01\nactions = [\"log\"]\n\n[sinks.log]\ntype = \"jsonl\"\npath = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
+        "{}[[streams]]\nid = \"cam\"\nurl = \"synth://seed=5?realtime=1\"\n\n[[rules]]\nname = \"anything\"\nlabel = \"background\"\nmin_score = 0.01\nclear_below = 0.0\nactions = [\"log\"]\n\n[sinks.log]\ntype = \"jsonl\"\npath = {:?}\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n",
         model_section(),
         log.display().to_string()
     );

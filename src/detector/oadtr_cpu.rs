@@ -1,9 +1,10 @@
 //! OadTR inference on the CPU in plain f32: the model of [`super::oadtr`] (same official weight names,
-//! same arithmetic) with its weights copied once into flat buffers and every matrix product one `gemm`
-//! call on strided views, so attention heads are read in place and nothing is transposed, copied or
-//! allocated per op. A streaming step at batch 1 is about 80 small ops; run as candle tensors, each one
-//! allocating and dispatching, they cost more than their arithmetic. This is what the daemon, `predict`
-//! and `eval` run; training, debug taps and other devices use the candle model.
+//! same arithmetic up to summation order) with its weights copied once into flat buffers. Products are
+//! direct `gemm` calls on strided views, so attention heads are read in place and nothing is transposed
+//! or copied per op; layers over a few rows (the decoder's queries) run a row-by-row kernel instead.
+//! A streaming step at batch 1 is about 80 small ops; as candle tensors, each allocating and
+//! dispatching, they cost more than their arithmetic (docs/benchmarks/oadtr.md). The daemon, `predict`,
+//! `eval` and the trainer's validation run this; training and the debug taps run the candle model.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
