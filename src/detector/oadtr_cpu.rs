@@ -36,8 +36,12 @@ impl View {
         View { offset: self.offset, row_stride: self.col_stride, col_stride: self.row_stride }
     }
 
+    /// Index of the last element of a `rows`×`cols` matrix (saturating, so absurd sizes fail the bounds
+    /// checks instead of wrapping past them).
     fn last(self, rows: usize, cols: usize) -> usize {
-        self.offset + (rows - 1) * self.row_stride + (cols - 1) * self.col_stride
+        self.offset
+            .saturating_add((rows - 1).saturating_mul(self.row_stride))
+            .saturating_add((cols - 1).saturating_mul(self.col_stride))
     }
 }
 
@@ -108,6 +112,8 @@ fn matmul(
 ) {
     assert!(m > 0 && n > 0 && k > 0, "empty product {m}×{k}·{k}×{n}");
     assert!(dst_view.last(m, n) < dst.len(), "product destination out of bounds");
+    // Distinct cells at distinct addresses: the column blocks below may then run in parallel.
+    assert!(dst_view.col_stride == 1 && dst_view.row_stride >= n, "product destination must be row-major");
     assert!(lhs_view.last(m, k) < lhs.len(), "left operand out of bounds");
     assert!(rhs_view.last(k, n) < rhs.len(), "right operand out of bounds");
     let dst = SharedDst(dst.as_mut_ptr());
@@ -554,17 +560,23 @@ impl OadtrCpu {
 
     /// The input projection of `rows` chunk features [rows, dim_feature] → [rows, d]. It acts on each
     /// chunk alone, so a stream projects each chunk once for all T windows it appears in.
+    ///
+    /// Panics if the input length does not match (callers check widths first, as `window` does).
     pub fn embed_chunks(&self, features: &[f32], rows: usize) -> Vec<f32> {
         assert_eq!(features.len(), rows * self.cfg.dim_feature, "features are [rows, dim_feature]");
         self.linear_encoding.forward(features, rows)
     }
 
     /// Logits for `batch` windows of raw chunk features [batch, T, dim_feature].
+    ///
+    /// Panics if the input length does not match (callers check widths first, as `window` does).
     pub fn forward(&self, features: &[f32], batch: usize) -> Logits {
         self.forward_embedded(&self.embed_chunks(features, batch * self.cfg.enc_layers), batch)
     }
 
     /// Logits for `batch` windows of projected chunks [batch, T, d] (see [`OadtrCpu::embed_chunks`]).
+    ///
+    /// Panics if the input length does not match (callers check widths first, as `window` does).
     pub fn forward_embedded(&self, chunks: &[f32], batch: usize) -> Logits {
         let cfg = &self.cfg;
         let (t, d, q, c) = (cfg.enc_layers, cfg.embedding_dim, cfg.query_num, cfg.numclass);
