@@ -157,6 +157,14 @@ impl OadtrConfig {
     }
 
     /// Multiply-adds of one window forward pass, ×2: the FLOPs `bench` divides by.
+    /// [`OadtrConfig::check`] as the error a model constructor returns.
+    pub(crate) fn ensure_valid(&self) -> Result<()> {
+        match self.check() {
+            Ok(()) => Ok(()),
+            Err(problems) => candle_core::bail!("invalid OadTR config: {}", problems.join("; ")),
+        }
+    }
+
     pub fn flops_per_window(&self) -> f64 {
         let t = self.enc_layers as f64;
         let n = t + 1.0;
@@ -534,9 +542,7 @@ pub struct Oadtr {
 
 impl Oadtr {
     pub fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
-        if let Err(problems) = cfg.check() {
-            candle_core::bail!("invalid OadTR config: {}", problems.join("; "));
-        }
+        cfg.ensure_valid()?;
         let d = cfg.embedding_dim;
         let q = cfg.query_num;
         let zeros = Init::Const(0.0);

@@ -284,7 +284,8 @@ impl Norm {
     }
 }
 
-fn softmax_rows(x: &mut [f32], cols: usize) {
+/// Softmax over each row of `cols` values, in place (entries at -inf get 0).
+pub(crate) fn softmax_rows(x: &mut [f32], cols: usize) {
     for row in x.chunks_exact_mut(cols) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
@@ -525,9 +526,7 @@ pub struct OadtrCpu {
 impl OadtrCpu {
     /// Reads the weights under their official names (as [`super::oadtr::Oadtr::new`] does).
     pub fn new(vb: VarBuilder, cfg: &OadtrConfig) -> Result<Self> {
-        if let Err(problems) = cfg.check() {
-            candle_core::bail!("invalid OadTR config: {}", problems.join("; "));
-        }
+        cfg.ensure_valid()?;
         let (d, dd, q) = (cfg.embedding_dim, cfg.decoder_embedding_dim, cfg.query_num);
         let decoder: Vec<DecoderLayer> = (0..cfg.decoder_layers)
             .map(|i| DecoderLayer::new(&vb.pp("decoder").pp("layers").pp(i), cfg))

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use candle_core::{Device, Result, Tensor};
 
-use crate::detector::oadtr_cpu::{Logits, OadtrCpu};
+use crate::detector::oadtr_cpu::{softmax_rows, Logits, OadtrCpu};
 
 /// Chunk index at each of the T window positions for the window ending at chunk `t` (padding included).
 pub fn window_indices(t: usize, window: usize) -> impl Iterator<Item = usize> {
@@ -47,18 +47,10 @@ pub fn activate_rows(rows: &mut [f32], classes: usize, activation: Activation) {
         Activation::Logits => return,
         Activation::Probabilities { ignore_class } => ignore_class,
     };
-    for row in rows.chunks_exact_mut(classes) {
-        if let Some(ignore) = ignore.filter(|&i| i < classes) {
-            row[ignore] = f32::NEG_INFINITY;
-        }
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        row.iter_mut().for_each(|v| *v /= sum);
+    if let Some(ignore) = ignore.filter(|&i| i < classes) {
+        rows.chunks_exact_mut(classes).for_each(|row| row[ignore] = f32::NEG_INFINITY);
     }
+    softmax_rows(rows, classes);
 }
 
 /// The last T projected chunks of one stream.

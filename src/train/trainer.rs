@@ -368,7 +368,13 @@ pub fn train(
             seen += b;
             progress.batch(seen, loss_sum / seen as f64);
         }
-        let val_map = if val_videos.is_empty() { None } else { Some(validation_map(&OadtrCpu::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), config)?, val_videos, options.ignore_class)?) };
+        let val_map = if val_videos.is_empty() {
+            None
+        } else {
+            // Scored by the inference engine on this epoch's weights, as the daemon would run them.
+            let engine = OadtrCpu::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), config)?;
+            Some(validation_map(&engine, val_videos, options.ignore_class)?)
+        };
         let report = EpochReport {
             epoch: epoch + 1,
             lr,
