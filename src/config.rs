@@ -87,8 +87,10 @@ pub struct ModelConfig {
     /// The backbone: a directory with a Hugging Face `config.json` and `model.safetensors`
     /// (DINOv2 or ViT), as `actiond models fetch` writes.
     pub backbone: PathBuf,
-    /// Which tokens make the feature: "cls" or "cls+mean".
-    pub feature: crate::feature_spec::FeatureKind,
+    /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token) or
+    /// "cls+motion" (and a frame-difference motion descriptor from the decoder). Must match the
+    /// detector's feature spec, which is the default (`extract` without a detector: "cls").
+    pub feature: Option<crate::feature_spec::FeatureKind>,
     /// The detector checkpoint (`.safetensors` with its `.json` sidecar).
     pub detector: PathBuf,
     /// "cpu" or "cuda:N" (needs a build with the `cuda` feature).
@@ -106,7 +108,7 @@ impl Default for ModelConfig {
         ModelConfig {
             input_size: 224,
             backbone: PathBuf::from("assets/models/dinov2-vits14"),
-            feature: crate::feature_spec::FeatureKind::Cls,
+            feature: None,
             detector: PathBuf::from("assets/detector/synth-oadtr.safetensors"),
             device: "cpu".into(),
             batch_max: 8,

@@ -13,6 +13,40 @@ pub enum FeatureKind {
     /// CLS concatenated with the mean of the patch tokens (width = 2 × hidden size).
     #[serde(rename = "cls+mean")]
     ClsMean,
+    /// CLS followed by the decode side's motion descriptor (frame differences over the last ~0.1 s;
+    /// see `source::motion`): width = hidden size + 34. A still frame and the same pose in motion differ.
+    #[serde(rename = "cls+motion")]
+    ClsMotion,
+}
+
+impl FeatureKind {
+    /// Every kind, by its name in configs and on the command line.
+    pub const ALL: [FeatureKind; 3] = [FeatureKind::Cls, FeatureKind::ClsMean, FeatureKind::ClsMotion];
+
+    /// Values per feature for a backbone of width `hidden`.
+    pub fn dim(self, hidden: usize) -> usize {
+        match self {
+            FeatureKind::Cls => hidden,
+            FeatureKind::ClsMean => 2 * hidden,
+            FeatureKind::ClsMotion => hidden + crate::source::motion::MOTION_DIM,
+        }
+    }
+
+    /// Whether the decode side must describe each sampled frame's motion.
+    pub fn needs_motion(self) -> bool {
+        self == FeatureKind::ClsMotion
+    }
+}
+
+impl std::str::FromStr for FeatureKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        FeatureKind::ALL.into_iter().find(|k| k.to_string() == text).ok_or_else(|| {
+            let names: Vec<String> = FeatureKind::ALL.iter().map(|k| k.to_string()).collect();
+            format!("{text:?} is not a feature kind: use {}", names.join(", "))
+        })
+    }
 }
 
 impl std::fmt::Display for FeatureKind {
@@ -20,6 +54,7 @@ impl std::fmt::Display for FeatureKind {
         f.write_str(match self {
             FeatureKind::Cls => "cls",
             FeatureKind::ClsMean => "cls+mean",
+            FeatureKind::ClsMotion => "cls+motion",
         })
     }
 }
@@ -60,5 +95,21 @@ impl FeatureSpec {
             problems.push(format!("feature width is {}, expected {}", other.dim, self.dim));
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_by_their_names_and_say_their_width() {
+        for kind in FeatureKind::ALL {
+            assert_eq!(kind.to_string().parse::<FeatureKind>(), Ok(kind));
+        }
+        assert_eq!([FeatureKind::Cls, FeatureKind::ClsMean, FeatureKind::ClsMotion].map(|k| k.dim(384)), [384, 768, 418]);
+        assert!(FeatureKind::ClsMotion.needs_motion() && !FeatureKind::Cls.needs_motion());
+        let err = "cls+flow".parse::<FeatureKind>().unwrap_err();
+        assert_eq!(err, "\"cls+flow\" is not a feature kind: use cls, cls+mean, cls+motion");
     }
 }

@@ -217,3 +217,52 @@ fn byte_flipped_files_decode_without_panic_and_count_errors() {
         assert!(s.decode_errors > 0, "{name}: damage is reported: {s:?}");
     }
 }
+
+/// Decodes `url` with motion descriptors on, unpaced; returns (pts, descriptor) per sampled frame.
+fn decode_motion(url: &str, fps: f64) -> Vec<(f64, Vec<f32>)> {
+    let mut settings = SourceSettings::for_url(&Config::default(), "test", url).unwrap();
+    settings.fps = fps;
+    settings.realtime = false;
+    settings.motion = true;
+    let mut out = Vec::new();
+    run_session(&settings, &StreamStats::new(), &Shutdown::new(), &mut StreamCursor::new(fps), &mut |_| {}, &mut |f| {
+        out.push((f.pts, f.motion.expect("motion was asked for")));
+        Flow::Continue
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn motion_descriptors_tell_a_frozen_picture_from_a_moving_one() {
+    use actiond::source::motion::MOTION_DIM;
+    // 2 s of testsrc2 frozen on its first frame, then 2 s of it moving; H.264 as a camera sends it.
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("freeze-then-move.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-vf", "tpad=start_duration=2:start_mode=clone"])
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let described = decode_motion(&video.display().to_string(), 4.0);
+    assert_eq!(described.len(), 16);
+    let still = (1e-3f32).ln();
+    for (pts, motion) in &described {
+        assert_eq!(motion.len(), MOTION_DIM);
+        // Log mean difference against the frame 0.03 s and 0.1 s back.
+        let (short, long) = (motion[0], motion[MOTION_DIM / 2]);
+        if *pts < 1.9 {
+            assert!(short < still + 0.5 && long < still + 0.5, "frozen at {pts} s, yet {short} / {long}");
+        } else if *pts > 2.2 {
+            assert!(short > still + 2.0 && long > short, "moving at {pts} s, yet {short} / {long}");
+        }
+    }
+
+    // The synth:// world carries the same descriptor, from frames rendered between the chunks too.
+    let synth = decode_motion("synth://seed=3?seconds=3", 4.0);
+    assert_eq!(synth.len(), 12);
+    assert!(synth.iter().all(|(_, m)| m.len() == MOTION_DIM));
+    assert!(synth.iter().skip(1).all(|(_, m)| m[0] > still + 1.0), "a synth world always moves (camera jitter, noise)");
+}

@@ -193,10 +193,7 @@ impl Backbone {
     }
 
     pub fn feature_dim(&self) -> usize {
-        match self.kind {
-            FeatureKind::Cls => self.hidden_size,
-            FeatureKind::ClsMean => 2 * self.hidden_size,
-        }
+        self.kind.dim(self.hidden_size)
     }
 
     pub fn input_size(&self) -> usize {
@@ -243,11 +240,12 @@ impl Backbone {
     }
 }
 
-/// Tokens `[N, T, D]` (CLS first) → features `[N, D]` or `[N, 2D]`.
+/// Tokens `[N, T, D]` (CLS first) → the token part of the features: `[N, D]`, or `[N, 2D]` for
+/// `cls+mean`. (`cls+motion`'s motion part comes from the decode side, not from the tokens.)
 pub fn pool(tokens: &Tensor, kind: FeatureKind) -> candle_core::Result<Tensor> {
     let cls = tokens.i((.., 0, ..))?;
     match kind {
-        FeatureKind::Cls => cls.contiguous(),
+        FeatureKind::Cls | FeatureKind::ClsMotion => cls.contiguous(),
         FeatureKind::ClsMean => {
             let patches = tokens.i((.., 1.., ..))?;
             let mean = patches.to_dtype(DType::F32)?.mean(1)?.to_dtype(tokens.dtype())?;

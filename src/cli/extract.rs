@@ -39,7 +39,8 @@ pub struct FeatureArgs {
     /// Backbone directory (Hugging Face layout); default from the config's [model].
     #[arg(long)]
     pub backbone: Option<PathBuf>,
-    /// "cls" or "cls+mean".
+    /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token) or
+    /// "cls+motion" (and a frame-difference motion descriptor from the decoder; default from the config).
     #[arg(long, value_parser = parse_kind)]
     pub feature: Option<FeatureKind>,
     /// Frames per backbone batch.
@@ -63,11 +64,7 @@ impl FeatureArgs {
 }
 
 pub fn parse_kind(text: &str) -> Result<FeatureKind, String> {
-    match text {
-        "cls" => Ok(FeatureKind::Cls),
-        "cls+mean" => Ok(FeatureKind::ClsMean),
-        other => Err(format!("{other:?} is not a feature kind: use cls or cls+mean")),
-    }
+    text.parse()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -87,9 +84,8 @@ pub fn load_backbone(config: Option<&std::path::Path>, backbone: Option<&PathBuf
     if let Some(b) = backbone {
         config.model.backbone = b.clone();
     }
-    if let Some(k) = feature {
-        config.model.feature = k;
-    }
+    // Sources read the kind from the config to know whether frames need a motion descriptor.
+    config.model.feature = Some(feature.or(config.model.feature).unwrap_or(FeatureKind::Cls));
     let embedder = crate::models::runtime::load_embedder(&config.model, fps).map_err(|e| UsageError(format!("{e:#}")))?;
     Ok((config, embedder))
 }

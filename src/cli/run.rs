@@ -35,10 +35,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = Config::load(Some(&args.config))?;
+    let mut config = Config::load(Some(&args.config))?;
     let models = crate::models::runtime::load(&config.model).map_err(|e| UsageError(format!("{e:#}")))?;
     let embedder = models.embedder;
     let detector = models.detector;
+    // The kind the backbone was loaded with (the detector's, unless the config names one): sources
+    // attach motion descriptors when it needs them.
+    config.model.feature = Some(embedder.spec().kind);
     if let Err(problems) = detector.spec().check_compatible(embedder.spec()) {
         return Err(UsageError(format!(
             "the detector {} was trained on other features than the backbone {} makes: {}",

@@ -184,10 +184,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         card.feature_spec = Some(serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))?);
     }
-    if let Some(spec) = &card.feature_spec {
+    if let (Some(spec), Some(spec_path)) = (&card.feature_spec, &spec_path) {
         let spec: &FeatureSpec = spec;
         if spec.dim != config.dim_feature {
-            return Err(UsageError(format!("feature spec says {} wide, the features are {}", spec.dim, config.dim_feature)).into());
+            let model = args.config.as_ref().map_or_else(|| "the model".to_string(), |p| format!("the model config {}", p.display()));
+            return Err(UsageError(format!(
+                "{}: {} features are {} values wide, but {model} reads dim_feature = {}",
+                spec_path.display(),
+                spec.kind,
+                spec.dim,
+                config.dim_feature
+            ))
+            .into());
         }
     }
     card.ignore_class = ignore_class;

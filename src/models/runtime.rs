@@ -8,7 +8,7 @@ use crate::backbone::{Backbone, BackboneOptions, DeviceSpec, Precision};
 use crate::config::ModelConfig;
 use crate::detector::checkpoint::{Detector, HeadCounts};
 use crate::detector::window::{Activation, StreamId, StreamingDetector};
-use crate::feature_spec::FeatureSpec;
+use crate::feature_spec::{FeatureKind, FeatureSpec};
 use crate::pipeline::{Embedder, OnlineDetector, Prediction};
 use crate::source::Frame;
 
@@ -18,10 +18,12 @@ pub struct Models {
     pub detector: Box<dyn OnlineDetector>,
 }
 
-/// Loads the backbone and the detector; the backbone's feature spec takes the detector's chunk rate.
+/// Loads the backbone and the detector; the backbone's feature spec takes the detector's chunk rate,
+/// and its feature kind unless `[model] feature` names one.
 pub fn load(model: &ModelConfig) -> anyhow::Result<Models> {
     let detector = load_detector(model)?;
-    let embedder = load_embedder(model, detector.spec().fps)?;
+    let model = ModelConfig { feature: model.feature.or(Some(detector.spec().kind)), ..model.clone() };
+    let embedder = load_embedder(&model, detector.spec().fps)?;
     Ok(Models { embedder, detector })
 }
 
@@ -32,7 +34,7 @@ pub fn load_embedder(model: &ModelConfig, fps: f64) -> anyhow::Result<Box<dyn Em
         model_dir: model.backbone.clone(),
         name: None,
         input_size: model.input_size as usize,
-        kind: model.feature,
+        kind: model.feature.unwrap_or(FeatureKind::Cls),
         device,
         precision: Precision::F32,
     };
@@ -86,7 +88,16 @@ impl Embedder for BackboneEmbedder {
             pixels.extend_from_slice(&frame.rgb);
         }
         let features = self.backbone.embed_frames(&pixels, frames.len())?;
-        Ok(features.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
+        let mut rows = features.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+        if self.spec.kind.needs_motion() {
+            for (row, frame) in rows.iter_mut().zip(frames) {
+                let motion = frame.motion.as_deref().with_context(|| {
+                    format!("frame {} of {} has no motion descriptor, which {} features need", frame.index, frame.stream, self.spec.kind)
+                })?;
+                row.extend_from_slice(motion);
+            }
+        }
+        Ok(rows)
     }
 }
 

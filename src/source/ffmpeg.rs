@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use ffmpeg_next as ff;
 use ff::ffi;
 
+use super::motion::MotionTracker;
 use super::sampler::{Decision, Ratio, Sampler};
 use super::{Frame, SourceError, SourceKind, SourceSettings, StreamState, StreamStats};
 use crate::clock::WallAnchor;
@@ -348,6 +349,7 @@ fn decode(
         frame_period_ticks: declared_fps.map(|fps| ((time_base.den as f64) / (time_base.num as f64 * fps)).round() as i64).filter(|&t| t > 0).unwrap_or(1),
         anchor,
         scaler: None,
+        motion: settings.motion.then(MotionTracker::new),
         last_ts: None,
         pts_interval: None,
         pace: None,
@@ -406,6 +408,8 @@ struct DecodeState<'a> {
     frame_period_ticks: i64,
     anchor: WallAnchor,
     scaler: Option<Scaler>,
+    /// Thumbnails of every decoded frame, when sampled frames carry a motion descriptor.
+    motion: Option<MotionTracker>,
     last_ts: Option<i64>,
     /// Smoothed spacing of consecutive timestamps, seconds.
     pts_interval: Option<f64>,
@@ -439,12 +443,18 @@ impl DecodeState<'_> {
                 None => self.last_ts.map_or(0, |t| t + self.frame_period_ticks),
             };
             self.track_rate(ts);
+            let pts = ts as f64 * self.time_base.num as f64 / self.time_base.den as f64;
+            if let Some(motion) = self.motion.as_mut() {
+                motion
+                    .observe(&decoded, pts)
+                    .map_err(|e| SourceError::Decoder { url: self.settings.url.clone(), reason: format!("cannot make a motion thumbnail: {e}") })?;
+            }
             if let Decision::Keep { .. } = cursor.sampler.offer(ts, self.time_base) {
-                let pts = ts as f64 * self.time_base.num as f64 / self.time_base.den as f64;
                 if self.settings.realtime && self.wait_for_presentation(pts) {
                     return Ok(Flow::Stop);
                 }
-                let frame = self.scale(&decoded, pts, cursor.next_index, cursor.session)?;
+                let mut frame = self.scale(&decoded, pts, cursor.next_index, cursor.session)?;
+                frame.motion = self.motion.as_ref().map(MotionTracker::describe);
                 self.stats.track_sampled(frame.arrival, &mut self.last_sample);
                 cursor.next_index += 1;
                 self.stats.frames_sampled.fetch_add(1, Ordering::Relaxed);
@@ -505,7 +515,7 @@ impl DecodeState<'_> {
             rgb.extend_from_slice(&data[y * stride..y * stride + row]);
         }
         let arrival = Instant::now();
-        Ok(Frame { stream: self.settings.id.clone(), index, session, pts, arrival, wall: self.anchor.wall_time(arrival), width: out_w, height: out_h, rgb })
+        Ok(Frame { stream: self.settings.id.clone(), index, session, pts, arrival, wall: self.anchor.wall_time(arrival), width: out_w, height: out_h, rgb, motion: None })
     }
 }
 

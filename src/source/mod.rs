@@ -16,6 +16,7 @@ use crate::redact::RedactedUrl;
 
 pub mod backoff;
 pub mod ffmpeg;
+pub mod motion;
 pub mod runner;
 pub mod sampler;
 pub mod synth;
@@ -118,6 +119,8 @@ pub struct SourceSettings {
     pub output_size: (u32, u32),
     pub decoder_threads: usize,
     pub queue_frames: usize,
+    /// Attach a [`motion`] descriptor to every sampled frame (the feature kind needs one).
+    pub motion: bool,
 }
 
 impl SourceSettings {
@@ -142,6 +145,7 @@ impl SourceSettings {
             output_size: (config.model.input_size, config.model.input_size),
             decoder_threads: ingest.decoder_threads,
             queue_frames: ingest.queue_frames,
+            motion: config.model.feature.is_some_and(|kind| kind.needs_motion()),
         })
     }
 
@@ -171,6 +175,8 @@ pub struct Frame {
     pub height: u32,
     /// Packed RGB24, `width * height * 3` bytes, rows top to bottom.
     pub rgb: Vec<u8>,
+    /// The [`motion`] descriptor at this frame, when the settings ask for one.
+    pub motion: Option<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Frame {

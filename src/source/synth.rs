@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ffmpeg_next as ff;
 
 use super::ffmpeg::{Flow, SessionEnd, StreamCursor, StreamInfo};
+use super::motion::MotionTracker;
 use super::sampler::{Decision, Ratio};
 use super::{Frame, SourceError, SourceSettings, StreamState, StreamStats};
 use crate::redact::RedactedUrl;
@@ -123,6 +124,7 @@ pub fn run_session(
     let started = Instant::now();
     let wall_start = SystemTime::now();
     let mut last_arrival: Option<(Instant, Option<f64>)> = None;
+    let mut motion = settings.motion.then(MotionTracker::new);
     for index in 0u64.. {
         if shutdown.is_stopped() {
             return Ok(SessionEnd::Stopped);
@@ -131,12 +133,22 @@ pub fn run_session(
             return Ok(SessionEnd::Eof);
         }
         let keep = matches!(cursor.sampler.offer(index as i64, time_base), Decision::Keep { .. });
+        let pts = index as f64 / synth.fps;
         if !keep {
-            world.skip_frame();
+            // Frames between chunks only matter as references for the motion descriptor.
+            match motion.as_mut() {
+                Some(motion) => {
+                    let rendered = world.next_frame();
+                    pixels.load(&rendered.rgb);
+                    motion.observe(&pixels.rgb_in, pts).map_err(|e| fail(format!("cannot make a motion thumbnail: {e}")))?;
+                }
+                None => {
+                    world.skip_frame();
+                }
+            }
             stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let pts = index as f64 / synth.fps;
         if synth.realtime {
             let due = started + Duration::from_secs_f64(pts);
             let now = Instant::now();
@@ -146,13 +158,21 @@ pub fn run_session(
         }
         let rendered = world.next_frame();
         stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
-        let rgb = pixels.convert(&rendered.rgb).map_err(|e| fail(format!("scaling failed: {e}")))?;
+        pixels.load(&rendered.rgb);
+        let motion = match motion.as_mut() {
+            Some(motion) => {
+                motion.observe(&pixels.rgb_in, pts).map_err(|e| fail(format!("cannot make a motion thumbnail: {e}")))?;
+                Some(motion.describe())
+            }
+            None => None,
+        };
+        let rgb = pixels.convert().map_err(|e| fail(format!("scaling failed: {e}")))?;
         let arrival = Instant::now();
         // Wall time follows the stream's own clock, so paced and unpaced runs stamp the same times.
         let wall = if synth.realtime { SystemTime::now() } else { wall_start + Duration::from_secs_f64(pts) };
         stats.track_sampled(arrival, &mut last_arrival);
         let (width, height) = settings.output_size;
-        let frame = Frame { stream: settings.id.clone(), index: cursor.next_index, session: cursor.session, pts, arrival, wall, width, height, rgb };
+        let frame = Frame { stream: settings.id.clone(), index: cursor.next_index, session: cursor.session, pts, arrival, wall, width, height, rgb, motion };
         cursor.next_index += 1;
         stats.frames_sampled.fetch_add(1, Ordering::Relaxed);
         if on_frame(frame) == Flow::Stop {
@@ -191,13 +211,18 @@ impl Pixels {
         })
     }
 
-    fn convert(&mut self, rgb: &[u8]) -> Result<Vec<u8>, ff::Error> {
+    /// Takes a rendered frame (packed RGB at the world's size) into `rgb_in`.
+    fn load(&mut self, rgb: &[u8]) {
         let row = self.width as usize * 3;
         let stride = self.rgb_in.stride(0);
         let data = self.rgb_in.data_mut(0);
         for y in 0..self.height as usize {
             data[y * stride..y * stride + row].copy_from_slice(&rgb[y * row..(y + 1) * row]);
         }
+    }
+
+    /// The loaded frame, as a camera would deliver it, at the model's size.
+    fn convert(&mut self) -> Result<Vec<u8>, ff::Error> {
         self.to_yuv.run(&self.rgb_in, &mut self.yuv)?;
         self.to_rgb.run(&self.yuv, &mut self.rgb_out)?;
         let (out_w, out_h) = self.output;

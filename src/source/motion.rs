@@ -1,0 +1,185 @@
+//! The motion descriptor of a sampled frame: how much the picture changed over the last few tens of
+//! milliseconds, and where. A backbone sees one still image per chunk, so an actor frozen before an action
+//! looks to it like the action itself; two-stream detectors add optical flow for that reason. This is
+//! the cheap stand-in: frame differences on a small grey thumbnail of every decoded frame (TSN's "RGB
+//! difference" modality, pooled), computed in the decode thread, which is the only place that sees the
+//! frames between chunks.
+//!
+//! For each of [`GAPS`] the reference is the newest earlier frame at least that much older than the
+//! sampled one (by presentation time, so it holds at any input frame rate); the descriptor is, per gap,
+//! ln(1e-3 + mean absolute difference) followed by the share of that difference in each cell of a
+//! [`GRID`]×[`GRID`] grid, times the cell count (1 everywhere means evenly spread). A frame with no
+//! earlier one (the start of a stream, after a clock jump) is compared with itself: no motion.
+
+use std::collections::VecDeque;
+
+use ffmpeg_next as ff;
+
+/// Thumbnail side in pixels.
+pub const THUMB: usize = 64;
+/// Cells per side of the spatial grid.
+pub const GRID: usize = 4;
+/// How far back the reference frames are, in seconds: one frame at 25–30 fps, and about three.
+pub const GAPS: [f64; 2] = [0.03, 0.1];
+/// Values per descriptor.
+pub const MOTION_DIM: usize = GAPS.len() * (1 + GRID * GRID);
+
+/// Frames further back than this are never a reference.
+const HISTORY_SECONDS: f64 = 0.5;
+/// Timestamps are rationals seen through f64: three frames at 30 fps are 0.1 s apart, give or take.
+const TIME_TOLERANCE: f64 = 1e-6;
+/// Bounds the history on very high frame rates.
+const HISTORY_FRAMES: usize = 64;
+
+/// Keeps the recent thumbnails of one stream and describes the motion at a sampled frame.
+pub struct MotionTracker {
+    scaler: Option<(ScalerKey, ff::software::scaling::Context, ff::frame::Video)>,
+    history: VecDeque<(f64, Vec<u8>)>,
+}
+
+type ScalerKey = (ff::format::Pixel, u32, u32);
+
+impl MotionTracker {
+    pub fn new() -> Self {
+        MotionTracker { scaler: None, history: VecDeque::new() }
+    }
+
+    /// Notes a decoded frame shown at `pts` seconds.
+    pub fn observe(&mut self, frame: &ff::frame::Video, pts: f64) -> Result<(), ff::Error> {
+        let key = (frame.format(), frame.width(), frame.height());
+        if self.scaler.as_ref().is_none_or(|(k, _, _)| *k != key) {
+            let context = ff::software::scaling::Context::get(
+                key.0,
+                key.1,
+                key.2,
+                ff::format::Pixel::GRAY8,
+                THUMB as u32,
+                THUMB as u32,
+                ff::software::scaling::Flags::AREA,
+            )?;
+            self.scaler = Some((key, context, ff::frame::Video::empty()));
+        }
+        let (_, context, output) = self.scaler.as_mut().expect("just set");
+        context.run(frame, output)?;
+        let stride = output.stride(0);
+        let data = output.data(0);
+        let mut thumb = self.history.len().checked_sub(HISTORY_FRAMES).map_or_else(Vec::new, |_| {
+            let (_, mut reused) = self.history.pop_front().expect("history is full");
+            reused.clear();
+            reused
+        });
+        for y in 0..THUMB {
+            thumb.extend_from_slice(&data[y * stride..y * stride + THUMB]);
+        }
+        self.push(pts, thumb);
+        Ok(())
+    }
+
+    fn push(&mut self, pts: f64, thumb: Vec<u8>) {
+        // A clock that went back (a looping file, a restarted camera) starts a new history.
+        if self.history.back().is_some_and(|(last, _)| pts < *last) {
+            self.history.clear();
+        }
+        while self.history.front().is_some_and(|(t, _)| *t < pts - HISTORY_SECONDS) {
+            self.history.pop_front();
+        }
+        self.history.push_back((pts, thumb));
+    }
+
+    /// The descriptor of the newest observed frame.
+    pub fn describe(&self) -> Vec<f32> {
+        let Some((pts, current)) = self.history.back() else {
+            return describe_pair(&[], &[]);
+        };
+        let mut out = Vec::with_capacity(MOTION_DIM);
+        for gap in GAPS {
+            let reference = self
+                .history
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= pts - gap + TIME_TOLERANCE)
+                .or_else(|| self.history.front())
+                .map(|(_, thumb)| thumb.as_slice())
+                .expect("history holds the current frame");
+            out.extend(describe_pair(current, reference));
+        }
+        out
+    }
+}
+
+impl Default for MotionTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Log mean absolute difference and its per-cell shares (× cell count) for one pair of thumbnails.
+fn describe_pair(current: &[u8], reference: &[u8]) -> Vec<f32> {
+    let cell = THUMB / GRID;
+    let mut cells = [0f64; GRID * GRID];
+    if current.len() == THUMB * THUMB && reference.len() == current.len() {
+        for y in 0..THUMB {
+            for x in 0..THUMB {
+                let i = y * THUMB + x;
+                cells[(y / cell) * GRID + x / cell] += (current[i] as f64 - reference[i] as f64).abs() / 255.0;
+            }
+        }
+    }
+    let total: f64 = cells.iter().sum();
+    let mean = total / (THUMB * THUMB) as f64;
+    let mut out = Vec::with_capacity(1 + GRID * GRID);
+    out.push((1e-3 + mean).ln() as f32);
+    let scale = (GRID * GRID) as f64 / (total + 1e-6);
+    out.extend(cells.iter().map(|c| (c * scale) as f32));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thumb(value: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+        (0..THUMB * THUMB).map(|i| value(i % THUMB, i / THUMB)).collect()
+    }
+
+    #[test]
+    fn a_still_picture_has_no_motion_and_a_change_is_located() {
+        let mut tracker = MotionTracker::new();
+        let still = thumb(|x, y| (x * 3 + y) as u8);
+        for i in 0..5 {
+            tracker.push(i as f64 * 0.04, still.clone());
+        }
+        let described = tracker.describe();
+        assert_eq!(described.len(), MOTION_DIM);
+        assert!((described[0] - (1e-3f32).ln()).abs() < 1e-6, "{described:?}");
+        assert!(described[1..17].iter().all(|&c| c == 0.0));
+
+        // Brighten the top-left cell only: all of the difference lands there, for both gaps.
+        let moved = thumb(|x, y| if x < 16 && y < 16 { 255 } else { (x * 3 + y) as u8 });
+        tracker.push(0.2, moved);
+        let described = tracker.describe();
+        for gap in 0..GAPS.len() {
+            let part = &described[gap * 17..(gap + 1) * 17];
+            assert!(part[0] > -4.0, "{part:?}");
+            assert!((part[1] - 16.0).abs() < 1e-3 && part[2..].iter().all(|&c| c.abs() < 1e-3), "{part:?}");
+        }
+    }
+
+    #[test]
+    fn references_are_chosen_by_time_and_reset_when_the_clock_goes_back() {
+        let mut tracker = MotionTracker::new();
+        // 25 fps: the 0.03 s reference is the previous frame, the 0.1 s one three frames back.
+        for i in 0..4 {
+            tracker.push(i as f64 * 0.04, thumb(|_, _| (i * 10) as u8));
+        }
+        tracker.push(0.16, thumb(|_, _| 100));
+        let described = tracker.describe();
+        let mean_short = (described[0].exp() - 1e-3) * 255.0;
+        let mean_long = (described[17].exp() - 1e-3) * 255.0;
+        assert!((mean_short - 70.0).abs() < 0.01, "{mean_short}");
+        assert!((mean_long - 90.0).abs() < 0.01, "{mean_long}");
+
+        tracker.push(0.0, thumb(|_, _| 200));
+        assert!((tracker.describe()[0] - (1e-3f32).ln()).abs() < 1e-6);
+    }
+}
