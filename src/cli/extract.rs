@@ -40,7 +40,8 @@ pub struct FeatureArgs {
     #[arg(long)]
     pub backbone: Option<PathBuf>,
     /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token) or
-    /// "cls+motion" (and a frame-difference motion descriptor from the decoder; default from the config).
+    /// "cls+motion" (and a frame-difference motion descriptor from the decoder). Default: the config's
+    /// [model] feature, else what its detector reads (the bundled one: cls+motion), else cls.
     #[arg(long, value_parser = parse_kind)]
     pub feature: Option<FeatureKind>,
     /// Frames per backbone batch.
@@ -84,8 +85,13 @@ pub fn load_backbone(config: Option<&std::path::Path>, backbone: Option<&PathBuf
     if let Some(b) = backbone {
         config.model.backbone = b.clone();
     }
-    // Sources read the kind from the config to know whether frames need a motion descriptor.
-    config.model.feature = Some(feature.or(config.model.feature).unwrap_or(FeatureKind::Cls));
+    // Unless told otherwise, make the features the configured detector reads (the bundled one by
+    // default), so extracted features and the daemon's agree. Sources read the kind from the config
+    // to know whether frames need a motion descriptor.
+    let detector_kind = || {
+        crate::detector::checkpoint::read_card(&config.model.detector).ok().flatten().and_then(|card| card.feature_spec).map(|spec| spec.kind)
+    };
+    config.model.feature = Some(feature.or(config.model.feature).or_else(detector_kind).unwrap_or(FeatureKind::Cls));
     let embedder = crate::models::runtime::load_embedder(&config.model, fps).map_err(|e| UsageError(format!("{e:#}")))?;
     Ok((config, embedder))
 }
