@@ -204,14 +204,16 @@ impl Backbone {
         &self.device
     }
 
-    /// `count` RGB frames (`input_size`² × 3 bytes each, back to back) → features `[count, dim]`, f32 on
-    /// the CPU.
+    /// `count` RGB frames (`input_size`² × 3 bytes each, back to back) → the token part of the features
+    /// ([`pool`]), f32 on the CPU. For `cls+motion` that is the CLS token only: the caller appends each
+    /// frame's motion descriptor to reach [`Backbone::feature_dim`].
     pub fn embed_frames(&self, frames: &[u8], count: usize) -> Result<Tensor, BackboneError> {
         let pixels = preprocess::frames_to_tensor(frames, count, self.input_size, &self.device)?;
         self.embed_pixels(&pixels)
     }
 
-    /// Normalised pixels `[N, 3, S, S]` → features `[N, dim]`, f32 on the CPU.
+    /// Normalised pixels `[N, 3, S, S]` → the token part of the features (see [`Backbone::embed_frames`]),
+    /// f32 on the CPU.
     pub fn embed_pixels(&self, pixels: &Tensor) -> Result<Tensor, BackboneError> {
         let tokens = self.last_hidden_state(pixels)?;
         Ok(pool(&tokens, self.kind)?.to_dtype(DType::F32)?.to_device(&candle_core::Device::Cpu)?)

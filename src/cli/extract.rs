@@ -91,7 +91,9 @@ pub fn load_backbone(config: Option<&std::path::Path>, backbone: Option<&PathBuf
     let detector_kind = || {
         crate::detector::checkpoint::read_card(&config.model.detector).ok().flatten().and_then(|card| card.feature_spec).map(|spec| spec.kind)
     };
-    config.model.feature = Some(feature.or(config.model.feature).or_else(detector_kind).unwrap_or(FeatureKind::Cls));
+    let kind = feature.or(config.model.feature).or_else(detector_kind).unwrap_or(FeatureKind::Cls);
+    tracing::info!(feature = %kind, detector = %config.model.detector.display(), "feature kind");
+    config.model.feature = Some(kind);
     let embedder = crate::models::runtime::load_embedder(&config.model, fps).map_err(|e| UsageError(format!("{e:#}")))?;
     Ok((config, embedder))
 }

@@ -6,10 +6,13 @@
 //! frames between chunks.
 //!
 //! For each of [`GAPS`] the reference is the newest earlier frame at least that much older than the
-//! sampled one (by presentation time, so it holds at any input frame rate); the descriptor is, per gap,
-//! ln(1e-3 + mean absolute difference) followed by the share of that difference in each cell of a
-//! [`GRID`]×[`GRID`] grid, times the cell count (1 everywhere means evenly spread). A frame with no
-//! earlier one (the start of a stream, after a clock jump) is compared with itself: no motion.
+//! sampled one, by presentation time: 1 and 3 frames back at 25–30 fps, 1 and 2 (83 and 167 ms) at
+//! 12 fps. The references' age, and so the descriptor's scale, follows the input rate: features for a
+//! detector should come from footage at a similar rate. The descriptor is, per gap, ln(1e-3 + mean
+//! absolute difference) followed by the share of that difference in each cell of a [`GRID`]×[`GRID`]
+//! grid, times the cell count (1 everywhere means evenly spread). Until a frame that old has been seen
+//! (the start of a stream, after a clock jump) the oldest one kept stands in; the very first frame is
+//! compared with itself: no motion.
 
 use std::collections::VecDeque;
 
@@ -35,13 +38,14 @@ const HISTORY_FRAMES: usize = 64;
 pub struct MotionTracker {
     scaler: Option<(ScalerKey, ff::software::scaling::Context, ff::frame::Video)>,
     history: VecDeque<(f64, Vec<u8>)>,
+    spare: Vec<Vec<u8>>,
 }
 
 type ScalerKey = (ff::format::Pixel, u32, u32);
 
 impl MotionTracker {
     pub fn new() -> Self {
-        MotionTracker { scaler: None, history: VecDeque::new() }
+        MotionTracker { scaler: None, history: VecDeque::new(), spare: Vec::new() }
     }
 
     /// Notes a decoded frame shown at `pts` seconds.
@@ -63,11 +67,8 @@ impl MotionTracker {
         context.run(frame, output)?;
         let stride = output.stride(0);
         let data = output.data(0);
-        let mut thumb = self.history.len().checked_sub(HISTORY_FRAMES).map_or_else(Vec::new, |_| {
-            let (_, mut reused) = self.history.pop_front().expect("history is full");
-            reused.clear();
-            reused
-        });
+        let mut thumb = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(THUMB * THUMB));
+        thumb.clear();
         for y in 0..THUMB {
             thumb.extend_from_slice(&data[y * stride..y * stride + THUMB]);
         }
@@ -78,11 +79,16 @@ impl MotionTracker {
     fn push(&mut self, pts: f64, thumb: Vec<u8>) {
         // A clock that went back (a looping file, a restarted camera) starts a new history.
         if self.history.back().is_some_and(|(last, _)| pts < *last) {
-            self.history.clear();
+            self.spare.extend(self.history.drain(..).map(|(_, t)| t));
         }
-        while self.history.front().is_some_and(|(t, _)| *t < pts - HISTORY_SECONDS) {
-            self.history.pop_front();
+        while self.history.front().is_some_and(|(t, _)| *t < pts - HISTORY_SECONDS)
+            || self.history.len() >= HISTORY_FRAMES
+        {
+            let (_, old) = self.history.pop_front().expect("not empty");
+            self.spare.push(old);
         }
+        // Thumbnail buffers are recycled: one decoded frame must not cost an allocation.
+        self.spare.truncate(HISTORY_FRAMES);
         self.history.push_back((pts, thumb));
     }
 
