@@ -88,10 +88,7 @@ pub fn load_backbone(config: Option<&std::path::Path>, backbone: Option<&PathBuf
     // Unless told otherwise, make the features the configured detector reads (the bundled one by
     // default), so extracted features and the daemon's agree. Sources read the kind from the config
     // to know whether frames need a motion descriptor.
-    let detector_kind = || {
-        crate::detector::checkpoint::read_card(&config.model.detector).ok().flatten().and_then(|card| card.feature_spec).map(|spec| spec.kind)
-    };
-    let kind = feature.or(config.model.feature).or_else(detector_kind).unwrap_or(FeatureKind::Cls);
+    let kind = feature.unwrap_or_else(|| crate::models::runtime::resolve_feature(&config.model));
     tracing::info!(feature = %kind, detector = %config.model.detector.display(), "feature kind");
     config.model.feature = Some(kind);
     let embedder = crate::models::runtime::load_embedder(&config.model, fps).map_err(|e| UsageError(format!("{e:#}")))?;

@@ -18,11 +18,20 @@ pub struct Models {
     pub detector: Box<dyn OnlineDetector>,
 }
 
+/// The feature kind `[model]` asks for: its `feature`, else what its detector's sidecar records, else
+/// `cls` (no readable detector). `run` and `extract` both resolve it here, so their features agree.
+pub fn resolve_feature(model: &ModelConfig) -> FeatureKind {
+    model
+        .feature
+        .or_else(|| crate::detector::checkpoint::read_card(&model.detector).ok().flatten().and_then(|card| card.feature_spec).map(|spec| spec.kind))
+        .unwrap_or(FeatureKind::Cls)
+}
+
 /// Loads the backbone and the detector; the backbone's feature spec takes the detector's chunk rate,
 /// and its feature kind unless `[model] feature` names one.
 pub fn load(model: &ModelConfig) -> anyhow::Result<Models> {
     let detector = load_detector(model)?;
-    let model = ModelConfig { feature: model.feature.or(Some(detector.spec().kind)), ..model.clone() };
+    let model = ModelConfig { feature: Some(resolve_feature(model)), ..model.clone() };
     let embedder = load_embedder(&model, detector.spec().fps)?;
     Ok(Models { embedder, detector })
 }
