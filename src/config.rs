@@ -87,8 +87,9 @@ pub struct ModelConfig {
     /// The backbone: a directory with a Hugging Face `config.json` and `model.safetensors`
     /// (DINOv2 or ViT), as `actiond models fetch` writes.
     pub backbone: PathBuf,
-    /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token) or
-    /// "cls+motion" (and a frame-difference motion descriptor from the decoder). Must match the
+    /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token),
+    /// "cls+motion" (and a frame-difference motion descriptor from the decoder) or "cls+motion+shape"
+    /// (and the motion's shape around the actor). Must match the
     /// detector's feature spec, which is the default (`extract` without a detector: "cls").
     pub feature: Option<crate::feature_spec::FeatureKind>,
     /// The detector checkpoint (`.safetensors` with its `.json` sidecar).

@@ -17,24 +17,39 @@ pub enum FeatureKind {
     /// see `source::motion`): width = hidden size + 34. A still frame and the same pose in motion differ.
     #[serde(rename = "cls+motion")]
     ClsMotion,
+    /// `cls+motion` followed by the motion's shape around the actor (where on the moving body the change
+    /// is, whatever its place and size in the picture): width = hidden size + 74.
+    #[serde(rename = "cls+motion+shape")]
+    ClsMotionShape,
 }
 
 impl FeatureKind {
     /// Every kind, by its name in configs and on the command line.
-    pub const ALL: [FeatureKind; 3] = [FeatureKind::Cls, FeatureKind::ClsMean, FeatureKind::ClsMotion];
+    pub const ALL: [FeatureKind; 4] =
+        [FeatureKind::Cls, FeatureKind::ClsMean, FeatureKind::ClsMotion, FeatureKind::ClsMotionShape];
 
     /// Values per feature for a backbone of width `hidden`.
     pub fn dim(self, hidden: usize) -> usize {
         match self {
             FeatureKind::Cls => hidden,
             FeatureKind::ClsMean => 2 * hidden,
-            FeatureKind::ClsMotion => hidden + crate::source::motion::MOTION_DIM,
+            FeatureKind::ClsMotion | FeatureKind::ClsMotionShape => hidden + self.motion_dim(),
+        }
+    }
+
+    /// How many leading values of the decode side's motion descriptor (`source::motion`) follow the
+    /// backbone's part; 0 when the kind needs none.
+    pub fn motion_dim(self) -> usize {
+        match self {
+            FeatureKind::Cls | FeatureKind::ClsMean => 0,
+            FeatureKind::ClsMotion => crate::source::motion::MOTION_DIM,
+            FeatureKind::ClsMotionShape => crate::source::motion::MOTION_SHAPE_DIM,
         }
     }
 
     /// Whether the decode side must describe each sampled frame's motion.
     pub fn needs_motion(self) -> bool {
-        self == FeatureKind::ClsMotion
+        self.motion_dim() > 0
     }
 }
 
@@ -55,6 +70,7 @@ impl std::fmt::Display for FeatureKind {
             FeatureKind::Cls => "cls",
             FeatureKind::ClsMean => "cls+mean",
             FeatureKind::ClsMotion => "cls+motion",
+            FeatureKind::ClsMotionShape => "cls+motion+shape",
         })
     }
 }
@@ -107,9 +123,10 @@ mod tests {
         for kind in FeatureKind::ALL {
             assert_eq!(kind.to_string().parse::<FeatureKind>(), Ok(kind));
         }
-        assert_eq!([FeatureKind::Cls, FeatureKind::ClsMean, FeatureKind::ClsMotion].map(|k| k.dim(384)), [384, 768, 418]);
-        assert!(FeatureKind::ClsMotion.needs_motion() && !FeatureKind::Cls.needs_motion());
+        assert_eq!(FeatureKind::ALL.map(|k| k.dim(384)), [384, 768, 418, 458]);
+        assert!(FeatureKind::ClsMotion.needs_motion() && FeatureKind::ClsMotionShape.needs_motion());
+        assert!(!FeatureKind::Cls.needs_motion() && !FeatureKind::ClsMean.needs_motion());
         let err = "cls+flow".parse::<FeatureKind>().unwrap_err();
-        assert_eq!(err, "\"cls+flow\" is not a feature kind: use cls, cls+mean, cls+motion");
+        assert_eq!(err, "\"cls+flow\" is not a feature kind: use cls, cls+mean, cls+motion, cls+motion+shape");
     }
 }

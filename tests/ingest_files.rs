@@ -235,7 +235,7 @@ fn decode_motion(url: &str, fps: f64) -> Vec<(f64, Vec<f32>)> {
 
 #[test]
 fn motion_descriptors_tell_a_frozen_picture_from_a_moving_one() {
-    use actiond::source::motion::MOTION_DIM;
+    use actiond::source::motion::{MOTION_DIM, MOTION_SHAPE_DIM};
     // 2 s of testsrc2 frozen on its first frame, then 2 s of it moving; H.264 as a camera sends it.
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("freeze-then-move.mp4");
@@ -250,19 +250,23 @@ fn motion_descriptors_tell_a_frozen_picture_from_a_moving_one() {
     assert_eq!(described.len(), 16);
     let still = (1e-3f32).ln();
     for (pts, motion) in &described {
-        assert_eq!(motion.len(), MOTION_DIM);
+        assert_eq!(motion.len(), MOTION_SHAPE_DIM);
         // Log mean difference against the frame 0.03 s and 0.1 s back.
         let (short, long) = (motion[0], motion[MOTION_DIM / 2]);
+        // The shape part: nothing changed (all zeros), or shares that add up to the cell count.
+        let shape_cells: f32 = motion[MOTION_DIM + 4..MOTION_DIM + 20].iter().sum();
         if *pts < 1.9 {
             assert!(short < still + 0.5 && long < still + 0.5, "frozen at {pts} s, yet {short} / {long}");
+            assert!(motion[MOTION_DIM..].iter().all(|&v| v == 0.0), "frozen at {pts} s, yet a shape: {motion:?}");
         } else if *pts > 2.2 {
             assert!(short > still + 2.0 && long > short, "moving at {pts} s, yet {short} / {long}");
+            assert!((shape_cells - 16.0).abs() < 1e-3, "moving at {pts} s, shape shares {shape_cells}");
         }
     }
 
     // The synth:// world carries the same descriptor, from frames rendered between the chunks too.
     let synth = decode_motion("synth://seed=3?seconds=3", 4.0);
     assert_eq!(synth.len(), 12);
-    assert!(synth.iter().all(|(_, m)| m.len() == MOTION_DIM));
+    assert!(synth.iter().all(|(_, m)| m.len() == MOTION_SHAPE_DIM));
     assert!(synth.iter().skip(1).all(|(_, m)| m[0] > still + 1.0), "a synth world always moves (camera jitter, noise)");
 }

@@ -243,11 +243,11 @@ impl Backbone {
 }
 
 /// Tokens `[N, T, D]` (CLS first) → the token part of the features: `[N, D]`, or `[N, 2D]` for
-/// `cls+mean`. (`cls+motion`'s motion part comes from the decode side, not from the tokens.)
+/// `cls+mean`. (The `cls+motion` kinds' motion part comes from the decode side, not from the tokens.)
 pub fn pool(tokens: &Tensor, kind: FeatureKind) -> candle_core::Result<Tensor> {
     let cls = tokens.i((.., 0, ..))?;
     match kind {
-        FeatureKind::Cls | FeatureKind::ClsMotion => cls.contiguous(),
+        FeatureKind::Cls | FeatureKind::ClsMotion | FeatureKind::ClsMotionShape => cls.contiguous(),
         FeatureKind::ClsMean => {
             let patches = tokens.i((.., 1.., ..))?;
             let mean = patches.to_dtype(DType::F32)?.mean(1)?.to_dtype(tokens.dtype())?;

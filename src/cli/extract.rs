@@ -39,9 +39,10 @@ pub struct FeatureArgs {
     /// Backbone directory (Hugging Face layout); default from the config's [model].
     #[arg(long)]
     pub backbone: Option<PathBuf>,
-    /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token) or
-    /// "cls+motion" (and a frame-difference motion descriptor from the decoder). Default: the config's
-    /// [model] feature, else what its detector reads (the bundled one: cls+motion), else cls.
+    /// What one chunk's feature holds: "cls" (the CLS token), "cls+mean" (and the mean patch token),
+    /// "cls+motion" (and a frame-difference motion descriptor from the decoder) or "cls+motion+shape"
+    /// (and the motion's shape around the actor). Default: the config's [model] feature, else what its
+    /// detector reads (the bundled one: cls+motion+shape), else cls.
     #[arg(long, value_parser = parse_kind)]
     pub feature: Option<FeatureKind>,
     /// Frames per backbone batch.

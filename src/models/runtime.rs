@@ -103,7 +103,16 @@ impl Embedder for BackboneEmbedder {
                 let motion = frame.motion.as_deref().with_context(|| {
                     format!("frame {} of {} has no motion descriptor, which {} features need", frame.index, frame.stream, self.spec.kind)
                 })?;
-                row.extend_from_slice(motion);
+                let wanted = self.spec.kind.motion_dim();
+                anyhow::ensure!(
+                    motion.len() >= wanted,
+                    "frame {} of {} has {} motion values, {} features need {wanted}",
+                    frame.index,
+                    frame.stream,
+                    motion.len(),
+                    self.spec.kind
+                );
+                row.extend_from_slice(&motion[..wanted]);
             }
         }
         Ok(rows)

@@ -13,6 +13,15 @@
 //! grid, times the cell count (1 everywhere means evenly spread). Until a frame that old has been seen
 //! (the start of a stream, after a clock jump) the oldest one kept stands in; the very first frame is
 //! compared with itself: no motion.
+//!
+//! After those come, per gap, the *shape* of the motion, which does not depend on where the actor stands
+//! or how large they are in the picture: the changed pixels (difference above [`SHAPE_NOISE`]) weighted by
+//! how much they changed, their centroid and spread (standard deviation + 1 px per axis), then
+//! ln(spread x / side), ln(spread y / side), ln(spread x / spread y), ln(total weight) and the weight's
+//! shares over a [`GRID`]×[`GRID`] grid laid over centroid ± 2 spreads, times the cell count. One waving
+//! arm and two, or arms and legs, differ there wherever the actor is; with no changed pixel it is all
+//! zeros. `cls+motion` features keep the first [`MOTION_DIM`] values, `cls+motion+shape` all
+//! [`MOTION_SHAPE_DIM`].
 
 use std::collections::VecDeque;
 
@@ -24,8 +33,15 @@ pub const THUMB: usize = 64;
 pub const GRID: usize = 4;
 /// How far back the reference frames are, in seconds: one frame at 25–30 fps, and about three.
 pub const GAPS: [f64; 2] = [0.03, 0.1];
-/// Values per descriptor.
+/// Values of the amount-and-place part of the descriptor (all gaps).
 pub const MOTION_DIM: usize = GAPS.len() * (1 + GRID * GRID);
+/// Values of the whole descriptor: the amount-and-place part, then the shape part (all gaps).
+pub const MOTION_SHAPE_DIM: usize = MOTION_DIM + GAPS.len() * SHAPE_PER_GAP;
+/// Differences up to this (in 0–1 grey levels, about 5 of 255) are sensor noise and compression, not
+/// motion, for the shape.
+pub const SHAPE_NOISE: f64 = 0.02;
+
+const SHAPE_PER_GAP: usize = 4 + GRID * GRID;
 
 /// Frames further back than this are never a reference.
 const HISTORY_SECONDS: f64 = 0.5;
@@ -92,22 +108,33 @@ impl MotionTracker {
         self.history.push_back((pts, thumb));
     }
 
-    /// The descriptor of the newest observed frame.
+    /// The whole descriptor ([`MOTION_SHAPE_DIM`] values) of the newest observed frame.
     pub fn describe(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(MOTION_SHAPE_DIM);
         let Some((pts, current)) = self.history.back() else {
-            return describe_pair(&[], &[]);
+            for _ in GAPS {
+                out.extend(describe_pair(&[], &[]));
+            }
+            out.resize(MOTION_SHAPE_DIM, 0.0);
+            return out;
         };
-        let mut out = Vec::with_capacity(MOTION_DIM);
-        for gap in GAPS {
-            let reference = self
-                .history
-                .iter()
-                .rev()
-                .find(|(t, _)| *t <= pts - gap + TIME_TOLERANCE)
-                .or_else(|| self.history.front())
-                .map(|(_, thumb)| thumb.as_slice())
-                .expect("history holds the current frame");
+        let references: Vec<&[u8]> = GAPS
+            .iter()
+            .map(|gap| {
+                self.history
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| *t <= pts - gap + TIME_TOLERANCE)
+                    .or_else(|| self.history.front())
+                    .map(|(_, thumb)| thumb.as_slice())
+                    .expect("history holds the current frame")
+            })
+            .collect();
+        for reference in &references {
             out.extend(describe_pair(current, reference));
+        }
+        for reference in &references {
+            out.extend(describe_shape(current, reference));
         }
         out
     }
@@ -140,6 +167,53 @@ fn describe_pair(current: &[u8], reference: &[u8]) -> Vec<f32> {
     out
 }
 
+/// The motion's shape around its own centroid for one pair of thumbnails (see the module doc).
+fn describe_shape(current: &[u8], reference: &[u8]) -> [f32; SHAPE_PER_GAP] {
+    let mut out = [0f32; SHAPE_PER_GAP];
+    let weights: Vec<f64> = current
+        .iter()
+        .zip(reference)
+        .map(|(&a, &b)| ((a as f64 - b as f64).abs() / 255.0 - SHAPE_NOISE).max(0.0))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    if total < 1e-3 {
+        return out;
+    }
+    let centre = |i: usize| i as f64 + 0.5;
+    let (mut cx, mut cy) = (0.0, 0.0);
+    for (i, w) in weights.iter().enumerate() {
+        cx += w * centre(i % THUMB);
+        cy += w * centre(i / THUMB);
+    }
+    cx /= total;
+    cy /= total;
+    let (mut vx, mut vy) = (0.0, 0.0);
+    for (i, w) in weights.iter().enumerate() {
+        vx += w * (centre(i % THUMB) - cx).powi(2);
+        vy += w * (centre(i / THUMB) - cy).powi(2);
+    }
+    // The extra pixel keeps a one-pixel-wide change from a zero spread.
+    let sx = (vx / total).sqrt() + 1.0;
+    let sy = (vy / total).sqrt() + 1.0;
+    let cell_of = |position: f64, c: f64, spread: f64| {
+        (((position - c) / (4.0 * spread) + 0.5) * GRID as f64).floor().clamp(0.0, (GRID - 1) as f64) as usize
+    };
+    let mut cells = [0f64; GRID * GRID];
+    for (i, w) in weights.iter().enumerate() {
+        cells[cell_of(centre(i / THUMB), cy, sy) * GRID + cell_of(centre(i % THUMB), cx, sx)] += w;
+    }
+    let side = THUMB as f64;
+    out[0] = (sx / side).ln() as f32;
+    out[1] = (sy / side).ln() as f32;
+    out[2] = (sx / sy).ln() as f32;
+    out[3] = total.ln() as f32;
+    let scale = (GRID * GRID) as f64 / total;
+    for (o, c) in out[4..].iter_mut().zip(cells) {
+        *o = (c * scale) as f32;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +230,7 @@ mod tests {
             tracker.push(i as f64 * 0.04, still.clone());
         }
         let described = tracker.describe();
-        assert_eq!(described.len(), MOTION_DIM);
+        assert_eq!(described.len(), MOTION_SHAPE_DIM);
         assert!((described[0] - (1e-3f32).ln()).abs() < 1e-6, "{described:?}");
         assert!(described[1..17].iter().all(|&c| c == 0.0));
 
@@ -187,5 +261,47 @@ mod tests {
 
         tracker.push(0.0, thumb(|_, _| 200));
         assert!((tracker.describe()[0] - (1e-3f32).ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_shape_follows_the_actor_not_the_frame() {
+        // A flat background, so that every moved pixel changes by as much wherever the arms are.
+        let background = |_: usize, _: usize| 40u8;
+        // Two "arms" either side of a body, moved: near the top-left corner and lower right. The
+        // amount-and-place part differs, the shape does not; twice the size only widens the spread.
+        let arms = |left: usize, top: usize, size: usize| {
+            thumb(move |x, y| {
+                let inside = |x0: usize| x >= x0 && x < x0 + size && y >= top && y < top + size;
+                if inside(left) || inside(left + 3 * size) { 250 } else { background(x, y) }
+            })
+        };
+        let shape_of = |moved: Vec<u8>| {
+            let mut tracker = MotionTracker::new();
+            tracker.push(0.0, thumb(background));
+            tracker.push(0.04, moved);
+            tracker.describe()
+        };
+        let top_left = shape_of(arms(2, 4, 4));
+        let lower_right = shape_of(arms(30, 40, 4));
+        assert_eq!(top_left.len(), MOTION_SHAPE_DIM);
+        assert!(top_left[1..17] != lower_right[1..17]);
+        let shape = |d: &[f32]| d[MOTION_DIM..MOTION_DIM + SHAPE_PER_GAP].to_vec();
+        for (p, q) in shape(&top_left).iter().zip(shape(&lower_right)) {
+            assert!((p - q).abs() < 1e-3, "{top_left:?} vs {lower_right:?}");
+        }
+        // Mirror-symmetric about the centroid, wider than tall, and all of the weight in the grid.
+        let grid = shape(&top_left)[4..].to_vec();
+        for row in grid.chunks(GRID) {
+            assert!((row[0] - row[3]).abs() < 1e-3 && (row[1] - row[2]).abs() < 1e-3, "{grid:?}");
+        }
+        assert!((grid.iter().sum::<f32>() - 16.0).abs() < 1e-3);
+        assert!(top_left[MOTION_DIM + 2] > 0.5, "{top_left:?}");
+        let large = shape_of(arms(20, 20, 8));
+        let widening = large[MOTION_DIM] - top_left[MOTION_DIM];
+        assert!(widening > 0.5 && widening < 2f32.ln() + 1e-3, "{widening}");
+
+        // A still picture has no shape at all.
+        let still = shape_of(thumb(background));
+        assert!(still[MOTION_DIM..].iter().all(|&v| v == 0.0));
     }
 }
