@@ -56,10 +56,10 @@ fn build_from_thumos_annotations_matches_the_synth_ground_truth_and_feeds_traini
     assert_eq!(built.shape, expected.shape);
     assert_eq!(built.data, expected.data, "targets from the annotations differ from the world's per-chunk labels");
     let features = actiond::npy::read_matrix(&data.join("dinov2_vits14").join(format!("{name}.npy"))).unwrap();
-    // Without --feature, the kind the configured detector reads (the bundled one: CLS + 34 motion values).
-    assert_eq!(features.shape, vec![40, 384 + actiond::source::motion::MOTION_DIM]);
+    // Without --feature, the kind the configured detector reads (the bundled one: CLS + 74 motion values).
+    assert_eq!(features.shape, vec![40, 384 + actiond::source::motion::MOTION_SHAPE_DIM]);
     let spec = std::fs::read_to_string(data.join("dinov2_vits14").join(format!("{name}.json"))).unwrap();
-    assert!(spec.contains("\"cls+motion\""), "{spec}");
+    assert!(spec.contains("\"cls+motion+shape\""), "{spec}");
     assert_eq!(std::fs::read_to_string(data.join("labels.txt")).unwrap(), std::fs::read_to_string(synth.join("labels.txt")).unwrap());
 
     // A second run finds the features done and only remakes the targets.
