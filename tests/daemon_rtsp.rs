@@ -265,7 +265,10 @@ severity = "low"
     }
     assert!(events.iter().all(|e| e["type"] != "end"), "a firing ended early: {events:?}");
 
-    // 3. The server dies: the open firings end with `stream_lost` while it is down.
+    // 3. The server dies: the open firings end with `stream_lost` while it is down. Not before the first
+    // connection has a few seconds of chunks to check, however soon a detector fires the rules.
+    let enough = wait_until(Duration::from_secs(30), || json_lines(&scores).len() >= 12);
+    assert!(enough, "scoring stalled before the server was killed:\n{}", daemon.log());
     server.kill();
     let killed = Instant::now();
     let lost = |events: &[Value]| RULES.iter().all(|(rule, _)| events.iter().any(|e| e["rule"] == *rule && e["reason"] == "stream_lost"));
