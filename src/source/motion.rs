@@ -110,30 +110,22 @@ impl MotionTracker {
 
     /// The whole descriptor ([`MOTION_SHAPE_DIM`] values) of the newest observed frame.
     pub fn describe(&self) -> Vec<f32> {
+        // Before any frame, everything is compared with nothing: no motion.
+        let current = self.history.back().map_or(&[][..], |(_, thumb)| thumb.as_slice());
+        let pts = self.history.back().map_or(0.0, |(pts, _)| *pts);
+        let references = GAPS.map(|gap| {
+            self.history
+                .iter()
+                .rev()
+                .find(|(t, _)| *t <= pts - gap + TIME_TOLERANCE)
+                .or_else(|| self.history.front())
+                .map_or(&[][..], |(_, thumb)| thumb.as_slice())
+        });
         let mut out = Vec::with_capacity(MOTION_SHAPE_DIM);
-        let Some((pts, current)) = self.history.back() else {
-            for _ in GAPS {
-                out.extend(describe_pair(&[], &[]));
-            }
-            out.resize(MOTION_SHAPE_DIM, 0.0);
-            return out;
-        };
-        let references: Vec<&[u8]> = GAPS
-            .iter()
-            .map(|gap| {
-                self.history
-                    .iter()
-                    .rev()
-                    .find(|(t, _)| *t <= pts - gap + TIME_TOLERANCE)
-                    .or_else(|| self.history.front())
-                    .map(|(_, thumb)| thumb.as_slice())
-                    .expect("history holds the current frame")
-            })
-            .collect();
-        for reference in &references {
+        for reference in references {
             out.extend(describe_pair(current, reference));
         }
-        for reference in &references {
+        for reference in references {
             out.extend(describe_shape(current, reference));
         }
         out
@@ -170,25 +162,31 @@ fn describe_pair(current: &[u8], reference: &[u8]) -> Vec<f32> {
 /// The motion's shape around its own centroid for one pair of thumbnails (see the module doc).
 fn describe_shape(current: &[u8], reference: &[u8]) -> [f32; SHAPE_PER_GAP] {
     let mut out = [0f32; SHAPE_PER_GAP];
-    let weights: Vec<f64> = current
-        .iter()
-        .zip(reference)
-        .map(|(&a, &b)| ((a as f64 - b as f64).abs() / 255.0 - SHAPE_NOISE).max(0.0))
-        .collect();
-    let total: f64 = weights.iter().sum();
+    if current.len() != THUMB * THUMB || reference.len() != current.len() {
+        return out;
+    }
+    // Recomputed in each pass rather than kept: no buffer per sampled frame.
+    let weights = || {
+        current
+            .iter()
+            .zip(reference)
+            .map(|(&a, &b)| ((a as f64 - b as f64).abs() / 255.0 - SHAPE_NOISE).max(0.0))
+            .enumerate()
+    };
+    let total: f64 = weights().map(|(_, w)| w).sum();
     if total < 1e-3 {
         return out;
     }
     let centre = |i: usize| i as f64 + 0.5;
     let (mut cx, mut cy) = (0.0, 0.0);
-    for (i, w) in weights.iter().enumerate() {
+    for (i, w) in weights() {
         cx += w * centre(i % THUMB);
         cy += w * centre(i / THUMB);
     }
     cx /= total;
     cy /= total;
     let (mut vx, mut vy) = (0.0, 0.0);
-    for (i, w) in weights.iter().enumerate() {
+    for (i, w) in weights() {
         vx += w * (centre(i % THUMB) - cx).powi(2);
         vy += w * (centre(i / THUMB) - cy).powi(2);
     }
@@ -199,7 +197,7 @@ fn describe_shape(current: &[u8], reference: &[u8]) -> [f32; SHAPE_PER_GAP] {
         (((position - c) / (4.0 * spread) + 0.5) * GRID as f64).floor().clamp(0.0, (GRID - 1) as f64) as usize
     };
     let mut cells = [0f64; GRID * GRID];
-    for (i, w) in weights.iter().enumerate() {
+    for (i, w) in weights() {
         cells[cell_of(centre(i / THUMB), cy, sy) * GRID + cell_of(centre(i % THUMB), cx, sx)] += w;
     }
     let side = THUMB as f64;
