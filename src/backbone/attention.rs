@@ -64,6 +64,9 @@ impl SelfAttention {
         if let Some(context) = blas_attention(&qkv, batch, tokens, self.num_heads, self.head_dim)? {
             return self.output.forward(&context);
         }
+        if let Some(context) = cpu_attention(&qkv, batch, tokens, self.num_heads, self.head_dim)? {
+            return self.output.forward(&context);
+        }
         let qkv = qkv.reshape((batch, tokens, 3, self.num_heads, self.head_dim))?;
         let qkv = qkv.permute((2, 0, 3, 1, 4))?;
         let query = qkv.get(0)?.contiguous()?;
@@ -75,6 +78,24 @@ impl SelfAttention {
         let context = context.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))?;
         self.output.forward(&context)
     }
+}
+
+/// Attention straight from the packed `[B, T, 3·D]` projections ([`crate::cpu_attention`]: heads read in
+/// place, no transposes or copies), or `None` when the input is not contiguous f32 on the CPU.
+fn cpu_attention(qkv: &Tensor, batch: usize, tokens: usize, heads: usize, head_dim: usize) -> Result<Option<Tensor>> {
+    use crate::cpu_attention::{attend, Heads};
+    let hidden = heads * head_dim;
+    let mut context = vec![0f32; batch * tokens * hidden];
+    let at = |column| Heads { rows: tokens, stride: 3 * hidden, column };
+    let (q, k, v) = (at(0), at(hidden), at(2 * hidden));
+    // The 1/√d scale is already in the query projection's weights.
+    let done = super::cpu_kernels::with_cpu_f32(qkv, |qkv| {
+        attend(batch, (heads, head_dim), 1.0, (qkv, q), (qkv, k), (qkv, v), false, &mut context)
+    });
+    if done.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Tensor::from_vec(context, (batch, tokens, hidden), qkv.device())?))
 }
 
 /// Attention straight from the packed `[B, T, 3·D]` projections with OpenBLAS: each head's Q·Kᵀ and

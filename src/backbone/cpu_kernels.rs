@@ -6,8 +6,9 @@
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 
-/// A contiguous f32 CPU tensor's values, or `None` when the tensor is elsewhere or another dtype.
-fn cpu_f32(xs: &Tensor) -> Option<Vec<f32>> {
+/// `f` of a contiguous f32 CPU tensor's values, or `None` when the tensor is elsewhere, another dtype
+/// or strided.
+pub fn with_cpu_f32<R>(xs: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if !matches!(xs.device(), Device::Cpu) || xs.dtype() != DType::F32 || !xs.is_contiguous() {
         return None;
     }
@@ -15,7 +16,7 @@ fn cpu_f32(xs: &Tensor) -> Option<Vec<f32>> {
     match &*storage {
         Storage::Cpu(cpu) => {
             let all = cpu.as_slice::<f32>().ok()?;
-            Some(all[layout.start_offset()..layout.start_offset() + xs.elem_count()].to_vec())
+            Some(f(&all[layout.start_offset()..layout.start_offset() + xs.elem_count()]))
         }
         _ => None,
     }
@@ -44,7 +45,7 @@ pub fn keep_freed_buffers() {
 
 /// GELU with the exact erf form Hugging Face's `"gelu"` uses.
 pub fn gelu(xs: &Tensor) -> Result<Tensor> {
-    match cpu_f32(xs) {
+    match with_cpu_f32(xs, <[f32]>::to_vec) {
         Some(mut values) => {
             gelu_in_place(&mut values);
             Tensor::from_vec(values, xs.shape(), xs.device())

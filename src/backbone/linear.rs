@@ -1,26 +1,37 @@
 //! The backbone's Linear layer (`weight` [out, in], `bias` [out], Hugging Face/torch layout), with an
-//! optional GELU applied to its output. On the CPU in f32 with the `openblas` feature the product runs
-//! in OpenBLAS's sgemm with the bias preloaded into the output (one pass instead of three); otherwise it
-//! is candle's matmul.
+//! optional GELU applied to its output. On the CPU in f32 the product runs in the project's kernel
+//! ([`crate::sgemm`]) against the weight packed on first use, with the bias preloaded into the output
+//! (one pass instead of three); with the `openblas` feature it runs in OpenBLAS's sgemm instead. Other
+//! devices and dtypes take candle's matmul.
+
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::cpu_kernels;
+use super::cpu_kernels::{self, with_cpu_f32};
+use crate::sgemm::PackedMatrix;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
     gelu: bool,
+    /// The weight packed for the CPU kernel, made by the first f32 CPU forward (`None` when the weight
+    /// itself is not f32 on the CPU). Shared by clones.
+    packed: Arc<OnceLock<Option<PackedMatrix>>>,
 }
 
 impl Linear {
     pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
-        Ok(Self { inner: candle_nn::linear(in_dim, out_dim, vb)?, gelu: false })
+        Ok(Self::wrap(candle_nn::linear(in_dim, out_dim, vb)?, false))
     }
 
     pub fn from_weights(weight: Tensor, bias: Tensor) -> Self {
-        Self { inner: candle_nn::Linear::new(weight, Some(bias)), gelu: false }
+        Self::wrap(candle_nn::Linear::new(weight, Some(bias)), false)
+    }
+
+    fn wrap(inner: candle_nn::Linear, gelu: bool) -> Self {
+        Self { inner, gelu, packed: Arc::default() }
     }
 
     /// The same layer with its outputs multiplied per channel by `scale` [out] (folds DINOv2's layer
@@ -31,7 +42,7 @@ impl Linear {
             Some(bias) => bias.mul(scale)?,
             None => scale.zeros_like()?,
         };
-        Ok(Self { inner: candle_nn::Linear::new(weight, Some(bias)), gelu: self.gelu })
+        Ok(Self::wrap(candle_nn::Linear::new(weight, Some(bias)), self.gelu))
     }
 
     /// The same layer followed by the exact GELU.
@@ -45,6 +56,9 @@ impl Linear {
         if let Some(out) = blas::forward(xs, self.inner.weight(), self.inner.bias(), self.gelu)? {
             return Ok(out);
         }
+        if let Some(out) = self.packed_forward(xs)? {
+            return Ok(out);
+        }
         let out = self.inner.forward(xs)?;
         if self.gelu {
             cpu_kernels::gelu(&out)
@@ -54,10 +68,42 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `xs [.., in] · weightᵀ + bias` in the packed kernel, or `None` off the CPU or f32.
+    fn packed_forward(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        let weight = self.packed.get_or_init(|| {
+            let (out_dim, in_dim) = self.inner.weight().dims2().ok()?;
+            with_cpu_f32(self.inner.weight(), |w| PackedMatrix::from_transposed(w, out_dim, in_dim))
+        });
+        let Some(weight) = weight else { return Ok(None) };
+        let (in_dim, out_dim) = (weight.inputs(), weight.outputs());
+        let Some(bias) = self.inner.bias().map_or(Some(vec![0.0; out_dim]), |b| with_cpu_f32(b, <[f32]>::to_vec))
+        else {
+            return Ok(None);
+        };
+        let rows = xs.elem_count() / in_dim;
+        let mut out: Vec<f32> = Vec::with_capacity(rows * out_dim);
+        for _ in 0..rows {
+            out.extend_from_slice(&bias);
+        }
+        if with_cpu_f32(xs, |x| weight.product(x, rows, &mut out, true)).is_none() {
+            return Ok(None);
+        }
+        if self.gelu {
+            cpu_kernels::gelu_in_place(&mut out);
+        }
+        let mut dims = xs.dims().to_vec();
+        *dims.last_mut().expect("at least 1-D") = out_dim;
+        Ok(Some(Tensor::from_vec(out, dims, xs.device())?))
+    }
+}
+
 #[cfg(feature = "openblas")]
 pub(crate) mod blas {
-    use candle_core::{DType, Device, Result, Storage, Tensor};
+    use candle_core::{Result, Tensor};
     use std::os::raw::c_int;
+
+    pub(crate) use crate::backbone::cpu_kernels::with_cpu_f32 as with_slice;
 
     pub(crate) const ROW_MAJOR: c_int = 101;
     pub(crate) const NO_TRANS: c_int = 111;
@@ -90,20 +136,6 @@ pub(crate) mod blas {
         static ONCE: std::sync::Once = std::sync::Once::new();
         // SAFETY: plain setter in OpenBLAS, called before any concurrent sgemm of ours.
         ONCE.call_once(|| unsafe { openblas_set_num_threads(rayon::current_num_threads() as c_int) });
-    }
-
-    pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-        if !matches!(t.device(), Device::Cpu) || t.dtype() != DType::F32 || !t.is_contiguous() {
-            return None;
-        }
-        let (storage, layout) = t.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(cpu) => {
-                let all = cpu.as_slice::<f32>().ok()?;
-                Some(f(&all[layout.start_offset()..layout.start_offset() + t.elem_count()]))
-            }
-            _ => None,
-        }
     }
 
     /// `xs [.., in] · weightᵀ + bias`, or `None` when the operands are not contiguous f32 on the CPU.

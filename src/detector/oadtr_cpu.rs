@@ -1,181 +1,27 @@
 //! OadTR inference on the CPU in plain f32: the model of [`super::oadtr`] (same official weight names,
-//! same arithmetic up to summation order) with its weights copied once into flat buffers. Products are
-//! direct `gemm` calls on strided views, so attention heads are read in place and nothing is transposed
-//! or copied per op; layers over a few rows (the decoder's queries) run a row-by-row kernel instead.
+//! same arithmetic up to summation order) with its weights packed once for the product kernel
+//! ([`crate::sgemm`]) and attention read in place from the projections ([`crate::cpu_attention`]), so
+//! nothing is transposed or copied per op.
 //! A streaming step at batch 1 is about 80 small ops; as candle tensors, each allocating and
 //! dispatching, they cost more than their arithmetic (docs/benchmarks/oadtr.md). The daemon, `predict`,
 //! `eval` and the trainer's validation run this; training and the debug taps run the candle model.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
-use gemm::Parallelism;
-use rayon::prelude::*;
 
 use super::oadtr::{position_table, OadtrConfig};
 use crate::backbone::cpu_kernels::gelu_in_place;
-
-/// Where a matrix lives in a flat buffer: first element and row/column strides.
-#[derive(Debug, Clone, Copy)]
-struct View {
-    offset: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl View {
-    /// Row-major with `row_stride` elements per row.
-    fn rows(row_stride: usize) -> View {
-        View { offset: 0, row_stride, col_stride: 1 }
-    }
-
-    fn at(self, offset: usize) -> View {
-        View { offset: self.offset + offset, ..self }
-    }
-
-    fn transposed(self) -> View {
-        View { offset: self.offset, row_stride: self.col_stride, col_stride: self.row_stride }
-    }
-
-    /// Index of the last element of a `rows`×`cols` matrix (saturating, so absurd sizes fail the bounds
-    /// checks instead of wrapping past them).
-    fn last(self, rows: usize, cols: usize) -> usize {
-        self.offset
-            .saturating_add((rows - 1).saturating_mul(self.row_stride))
-            .saturating_add((cols - 1).saturating_mul(self.col_stride))
-    }
-}
-
-/// `dst[m×n] (+)= scale · lhs[m×k] · rhs[k×n]` on the calling thread.
-///
-/// # Safety
-/// The views must address elements inside their buffers, and no other task may touch the elements of
-/// `dst` this product writes while it runs.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    (m, n, k): (usize, usize, usize),
-    dst: SharedDst,
-    dst_view: View,
-    lhs: &[f32],
-    lhs_view: View,
-    rhs: &[f32],
-    rhs_view: View,
-    accumulate: bool,
-    scale: f32,
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.0.add(dst_view.offset),
-        dst_view.col_stride as isize,
-        dst_view.row_stride as isize,
-        accumulate,
-        lhs.as_ptr().add(lhs_view.offset),
-        lhs_view.col_stride as isize,
-        lhs_view.row_stride as isize,
-        rhs.as_ptr().add(rhs_view.offset),
-        rhs_view.col_stride as isize,
-        rhs_view.row_stride as isize,
-        1.0,
-        scale,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    )
-}
-
-/// A destination shared by tasks that write disjoint elements of it.
-#[derive(Clone, Copy)]
-struct SharedDst(*mut f32);
-// SAFETY: tasks handed a `SharedDst` write disjoint elements only (see `matmul` and `attend`).
-unsafe impl Send for SharedDst {}
-unsafe impl Sync for SharedDst {}
-
-/// Products below this many multiply-adds run on one thread; larger ones are split by output columns
-/// into one block per thread. (Splitting inside `gemm` costs more than it saves at these sizes: a
-/// streaming step's largest product is 65×256·256×768.)
-const SPLIT_MIN_MACS: usize = 1 << 21;
-
-/// `dst[m×n] = (accumulate ? dst : 0) + scale · lhs[m×k] · rhs[k×n]`.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_view: View,
-    lhs: &[f32],
-    lhs_view: View,
-    rhs: &[f32],
-    rhs_view: View,
-    accumulate: bool,
-    scale: f32,
-) {
-    assert!(m > 0 && n > 0 && k > 0, "empty product {m}×{k}·{k}×{n}");
-    assert!(dst_view.last(m, n) < dst.len(), "product destination out of bounds");
-    // Distinct cells at distinct addresses: the column blocks below may then run in parallel.
-    assert!(dst_view.col_stride == 1 && dst_view.row_stride >= n, "product destination must be row-major");
-    assert!(lhs_view.last(m, k) < lhs.len(), "left operand out of bounds");
-    assert!(rhs_view.last(k, n) < rhs.len(), "right operand out of bounds");
-    let dst = SharedDst(dst.as_mut_ptr());
-    let threads = rayon::current_num_threads();
-    if threads < 2 || m * n * k < SPLIT_MIN_MACS || n < 32 * threads {
-        // SAFETY: bounds checked above; `dst` was borrowed mutably, so nothing else touches it.
-        unsafe { product((m, n, k), dst, dst_view, lhs, lhs_view, rhs, rhs_view, accumulate, scale) };
-        return;
-    }
-    let width = n.div_ceil(threads).next_multiple_of(16);
-    (0..n.div_ceil(width)).into_par_iter().for_each(|b| {
-        let (first, cols) = (b * width, width.min(n - b * width));
-        let dst_block = dst_view.at(first * dst_view.col_stride);
-        let rhs_block = rhs_view.at(first * rhs_view.col_stride);
-        // SAFETY: each block is inside the checked views and writes its own columns of `dst`.
-        unsafe { product((m, cols, k), dst, dst_block, lhs, lhs_view, rhs, rhs_block, accumulate, scale) };
-    });
-}
-
-/// Up to this many rows, a layer runs as rows of broadcast multiply-adds over its weight rows rather
-/// than as a blocked product, which would repack the whole weight matrix for a handful of rows (the
-/// decoder's 8 queries at batch 1).
-const FEW_ROWS: usize = 16;
-
-/// `out[r × n] += x[r × k] · w[k × n]`, row by row.
-fn few_rows_product(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected on this CPU.
-        unsafe { few_rows_product_avx2(x, k, w, out) };
-        return;
-    }
-    few_rows_product_portable(x, k, w, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn few_rows_product_avx2(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
-    // The same code, compiled with 8-wide vectors.
-    few_rows_product_portable(x, k, w, out)
-}
-
-#[inline(always)]
-fn few_rows_product_portable(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
-    let n = w.len() / k;
-    for (x_row, out_row) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
-        for (&a, w_row) in x_row.iter().zip(w.chunks_exact(n)) {
-            for (o, &b) in out_row.iter_mut().zip(w_row) {
-                *o += a * b;
-            }
-        }
-    }
-}
+use crate::cpu_attention::{attend, Heads};
+use crate::sgemm::PackedMatrix;
 
 fn values(tensor: Tensor) -> Result<Vec<f32>> {
     tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
 }
 
-/// A Linear (or kernel-1 Conv1d) layer, weight kept as [in, out] so products read it row by row.
+/// A Linear (or kernel-1 Conv1d) layer, its weight packed once for the product kernel.
 #[derive(Debug, Clone)]
 struct Dense {
-    weight: Vec<f32>,
+    weight: PackedMatrix,
     bias: Option<Vec<f32>>,
     inputs: usize,
     outputs: usize,
@@ -184,7 +30,7 @@ struct Dense {
 impl Dense {
     fn from_torch(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (outputs, inputs) = (weight.dim(0)?, weight.elem_count() / weight.dim(0)?);
-        let weight = values(weight.reshape((outputs, inputs))?.t()?.contiguous()?)?;
+        let weight = PackedMatrix::from_transposed(&values(weight)?, outputs, inputs);
         Ok(Self { weight, bias: bias.map(values).transpose()?, inputs, outputs })
     }
 
@@ -215,24 +61,7 @@ impl Dense {
             }
             accumulate = true;
         }
-        if rows <= FEW_ROWS {
-            if !accumulate {
-                out.fill(0.0);
-            }
-            few_rows_product(&x[..rows * self.inputs], self.inputs, &self.weight, out);
-            return;
-        }
-        matmul(
-            (rows, self.outputs, self.inputs),
-            out,
-            View::rows(self.outputs),
-            x,
-            View::rows(self.inputs),
-            &self.weight,
-            View::rows(self.outputs),
-            accumulate,
-            1.0,
-        );
+        self.weight.product(x, rows, out, accumulate);
     }
 
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
@@ -245,11 +74,15 @@ impl Dense {
     fn side_by_side(layers: &[&Dense]) -> Dense {
         let inputs = layers[0].inputs;
         assert!(layers.iter().all(|l| l.inputs == inputs && l.bias.is_some()));
-        let weight = (0..inputs)
-            .flat_map(|r| layers.iter().flat_map(move |l| l.weight[r * l.outputs..(r + 1) * l.outputs].iter().copied()))
+        let rows: Vec<Vec<f32>> = layers.iter().map(|l| l.weight.to_rows()).collect();
+        let outputs = layers.iter().map(|l| l.outputs).sum();
+        let weight: Vec<f32> = (0..inputs)
+            .flat_map(|r| {
+                layers.iter().zip(&rows).flat_map(move |(l, w)| w[r * l.outputs..(r + 1) * l.outputs].iter().copied())
+            })
             .collect();
         let bias = layers.iter().flat_map(|l| l.bias.iter().flatten().copied()).collect();
-        Dense { weight, bias: Some(bias), inputs, outputs: layers.iter().map(|l| l.outputs).sum() }
+        Dense { weight: PackedMatrix::new(&weight, inputs, outputs), bias: Some(bias), inputs, outputs }
     }
 }
 
@@ -281,72 +114,6 @@ impl Norm {
                 *v = (*v - mean) * inv * w + b;
             }
         }
-    }
-}
-
-/// Softmax over each row of `cols` values, in place (entries at -inf get 0).
-pub(crate) fn softmax_rows(x: &mut [f32], cols: usize) {
-    for row in x.chunks_exact_mut(cols) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        row.iter_mut().for_each(|v| *v /= sum);
-    }
-}
-
-/// Where one attention's operands sit: per item, `rows` rows of `stride` values, heads of width `e`
-/// side by side from column `column`.
-#[derive(Debug, Clone, Copy)]
-struct Heads {
-    rows: usize,
-    stride: usize,
-    column: usize,
-}
-
-/// Multi-head scaled dot-product attention for `batch` items, written into `out` [batch·lq, heads·e]
-/// with the heads side by side. `causal` masks keys after the query's own index.
-#[allow(clippy::too_many_arguments)]
-fn attend(
-    batch: usize,
-    (heads, e): (usize, usize),
-    (q, qh): (&[f32], Heads),
-    (k, kh): (&[f32], Heads),
-    (v, vh): (&[f32], Heads),
-    causal: bool,
-    out: &mut [f32],
-) {
-    let (lq, lk) = (qh.rows, kh.rows);
-    let width = heads * e;
-    let scale = 1.0 / (e as f32).sqrt();
-    assert!(out.len() >= batch * lq * width, "attention output out of bounds");
-    let out = SharedDst(out.as_mut_ptr());
-    let task = |scores: &mut Vec<f32>, task: usize| {
-        let (b, h) = (task / heads, task % heads);
-        let q_view = View::rows(qh.stride).at(b * lq * qh.stride + qh.column + h * e);
-        let k_view = View::rows(kh.stride).at(b * lk * kh.stride + kh.column + h * e).transposed();
-        matmul((lq, lk, e), scores, View::rows(lk), q, q_view, k, k_view, false, scale);
-        if causal {
-            for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
-                row.iter_mut().skip(i + 1).for_each(|s| *s = f32::NEG_INFINITY);
-            }
-        }
-        softmax_rows(scores, lk);
-        let v_view = View::rows(vh.stride).at(b * lk * vh.stride + vh.column + h * e);
-        assert!(v_view.last(lk, e) < v.len(), "values out of bounds");
-        let out_view = View::rows(width).at(b * lq * width + h * e);
-        // SAFETY: `out` holds batch·lq rows of `width` (asserted above) and task (b, h) writes rows
-        // b·lq.. and columns h·e.. only, a block no other task writes; `v` was bounds-checked.
-        unsafe { product((lq, e, lk), out, out_view, scores, View::rows(lk), v, v_view, false, 1.0) };
-    };
-    // Waking the pool costs more than the decoder's attention at batch 1 (8 queries) does.
-    if batch * heads * lq * lk * e < SPLIT_MIN_MACS / 2 {
-        let mut scores = vec![0.0f32; lq * lk];
-        (0..batch * heads).for_each(|t| task(&mut scores, t));
-    } else {
-        (0..batch * heads).into_par_iter().for_each_init(|| vec![0.0f32; lq * lk], task);
     }
 }
 
@@ -384,9 +151,11 @@ impl EncoderBlock {
         let qkv = self.qkv.forward(&self.attn_norm.forward(x), rows);
         let mut attended = vec![0.0; rows * d];
         let at = |column| Heads { rows: n, stride: 3 * d, column };
+        let e = d / self.heads;
         attend(
             batch,
-            (self.heads, d / self.heads),
+            (self.heads, e),
+            1.0 / (e as f32).sqrt(),
             (&qkv, at(0)),
             (&qkv, at(d)),
             (&qkv, at(2 * d)),
@@ -445,7 +214,8 @@ impl AttentionLayer {
         let q = self.query.forward(x, batch * lq);
         let mut attended = vec![0.0; batch * lq * d];
         let qh = Heads { rows: lq, stride: d, column: 0 };
-        attend(batch, (self.heads, d / self.heads), (&q, qh), k, v, causal, &mut attended);
+        let e = d / self.heads;
+        attend(batch, (self.heads, e), 1.0 / (e as f32).sqrt(), (&q, qh), k, v, causal, &mut attended);
         self.out.apply(&attended, batch * lq, x, true);
     }
 }

@@ -15,7 +15,8 @@ use std::collections::VecDeque;
 
 use candle_core::{Device, Result, Tensor};
 
-use crate::detector::oadtr_cpu::{softmax_rows, Logits, OadtrCpu};
+use crate::cpu_attention::softmax_rows;
+use crate::detector::oadtr_cpu::{Logits, OadtrCpu};
 
 /// Chunk index at each of the T window positions for the window ending at chunk `t` (padding included).
 pub fn window_indices(t: usize, window: usize) -> impl Iterator<Item = usize> {
