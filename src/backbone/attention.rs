@@ -57,15 +57,25 @@ impl SelfAttention {
 
     /// `[B, T, D]` → `[B, T, D]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.output.forward(&self.context(xs)?)
+    }
+
+    /// `residual + self.forward(xs)`, the residual added inside the output projection.
+    pub fn forward_plus(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.output.forward_plus(&self.context(xs)?, residual)
+    }
+
+    /// The heads' attended values side by side, `[B, T, D]`, before the output projection.
+    fn context(&self, xs: &Tensor) -> Result<Tensor> {
         let (batch, tokens, hidden) = xs.dims3()?;
         // [B, T, 3, H, hd] → three [B, H, T, hd]
         let qkv = self.qkv.forward(xs)?;
         #[cfg(feature = "openblas")]
         if let Some(context) = blas_attention(&qkv, batch, tokens, self.num_heads, self.head_dim)? {
-            return self.output.forward(&context);
+            return Ok(context);
         }
         if let Some(context) = cpu_attention(&qkv, batch, tokens, self.num_heads, self.head_dim)? {
-            return self.output.forward(&context);
+            return Ok(context);
         }
         let qkv = qkv.reshape((batch, tokens, 3, self.num_heads, self.head_dim))?;
         let qkv = qkv.permute((2, 0, 3, 1, 4))?;
@@ -75,8 +85,7 @@ impl SelfAttention {
         let scores = query.matmul(&key.t()?)?;
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = weights.matmul(&value)?; // [B, H, T, hd]
-        let context = context.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))?;
-        self.output.forward(&context)
+        context.transpose(1, 2)?.contiguous()?.reshape((batch, tokens, hidden))
     }
 }
 

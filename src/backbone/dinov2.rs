@@ -113,8 +113,9 @@ impl Mlp {
             fc2: Linear::new(vb.pp("fc2"), hidden, cfg.hidden_size)?.scaled_outputs(output_scale)?,
         })
     }
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?)
+    /// `residual + mlp(xs)`.
+    fn forward_plus(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.fc2.forward_plus(&self.fc1.forward(xs)?, residual)
     }
 }
 
@@ -143,9 +144,8 @@ impl Layer {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = (xs + self.attention.forward(&self.norm1.forward(xs)?)?)?;
-        let fed = self.mlp.forward(&self.norm2.forward(&xs)?)?;
-        xs + fed
+        let xs = self.attention.forward_plus(&self.norm1.forward(xs)?, xs)?;
+        self.mlp.forward_plus(&self.norm2.forward(&xs)?, &xs)
     }
 }
 

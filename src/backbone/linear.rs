@@ -52,11 +52,30 @@ impl Linear {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        #[cfg(feature = "openblas")]
-        if let Some(out) = blas::forward(xs, self.inner.weight(), self.inner.bias(), self.gelu)? {
+        self.forward_onto(xs, None)
+    }
+
+    /// `residual + self.forward(xs)`: on the CPU path the product accumulates onto the residual stream
+    /// (no separate add pass over the activations). Not for layers with a GELU.
+    pub fn forward_plus(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        debug_assert!(!self.gelu, "the GELU would apply to the residual too");
+        self.forward_onto(xs, Some(residual))
+    }
+
+    fn forward_onto(&self, xs: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(out) = self.packed_forward(xs, residual)? {
             return Ok(out);
         }
-        if let Some(out) = self.packed_forward(xs)? {
+        let out = self.unfused_forward(xs)?;
+        match residual {
+            Some(residual) => residual + out,
+            None => Ok(out),
+        }
+    }
+
+    fn unfused_forward(&self, xs: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "openblas")]
+        if let Some(out) = blas::forward(xs, self.inner.weight(), self.inner.bias(), self.gelu)? {
             return Ok(out);
         }
         let out = self.inner.forward(xs)?;
@@ -69,8 +88,12 @@ impl Linear {
 }
 
 impl Linear {
-    /// `xs [.., in] · weightᵀ + bias` in the packed kernel, or `None` off the CPU or f32.
-    fn packed_forward(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+    /// `(residual +) xs [.., in] · weightᵀ + bias` in the packed kernel, or `None` off the CPU or f32
+    /// (or with the `openblas` feature, which takes the product instead).
+    fn packed_forward(&self, xs: &Tensor, residual: Option<&Tensor>) -> Result<Option<Tensor>> {
+        if cfg!(feature = "openblas") {
+            return Ok(None);
+        }
         let weight = self.packed.get_or_init(|| {
             let (out_dim, in_dim) = self.inner.weight().dims2().ok()?;
             with_cpu_f32(self.inner.weight(), |w| PackedMatrix::from_transposed(w, out_dim, in_dim))
@@ -83,8 +106,18 @@ impl Linear {
         };
         let rows = xs.elem_count() / in_dim;
         let mut out: Vec<f32> = Vec::with_capacity(rows * out_dim);
-        for _ in 0..rows {
-            out.extend_from_slice(&bias);
+        match residual {
+            Some(residual) => {
+                let added = with_cpu_f32(residual, |r| {
+                    for row in r.chunks_exact(out_dim) {
+                        out.extend(row.iter().zip(&bias).map(|(r, b)| r + b));
+                    }
+                });
+                if added.is_none() || out.len() != rows * out_dim {
+                    return Ok(None);
+                }
+            }
+            None => (0..rows).for_each(|_| out.extend_from_slice(&bias)),
         }
         if with_cpu_f32(xs, |x| weight.product(x, rows, &mut out, true)).is_none() {
             return Ok(None);

@@ -87,9 +87,9 @@ impl Layer {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = (xs + self.attention.forward(&self.layernorm_before.forward(xs)?)?)?;
+        let xs = self.attention.forward_plus(&self.layernorm_before.forward(xs)?, xs)?;
         let hidden = self.intermediate.forward(&self.layernorm_after.forward(&xs)?)?;
-        xs + self.output.forward(&hidden)?
+        self.output.forward_plus(&hidden, &xs)
     }
 }
 
