@@ -5,7 +5,7 @@
 //! edge) and an AVX-512 kernel keeps a 12×32 block of the output in registers while it streams one
 //! panel and broadcasts the activation's values. A general-purpose `gemm` repacks the weights on every
 //! call, and the `gemm` crate's AVX-512 kernels need a nightly compiler, so on these CPUs it runs 8-wide
-//! (docs/benchmarks/oadtr.md). CPUs without AVX-512 keep the weights row-major and use `gemm`.
+//! (docs/benchmarks/oadtr.md, backbone.md). CPUs without AVX-512 keep the weights row-major and use `gemm`.
 
 use rayon::prelude::*;
 
