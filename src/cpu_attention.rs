@@ -85,7 +85,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 0.5);
     let e_r = p.mul_add(r * r, r) + 1.0;
     // 2ⁿ without a float-to-int conversion (Rust's saturating `as` does not vectorise): adding
     // 1.5·2²³ puts n, an integer in [-126, 127], in the low mantissa bits.
