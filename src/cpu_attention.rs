@@ -155,8 +155,8 @@ pub(crate) fn attend(
         scores: vec![0.0; lq * lk],
     };
     let tasks = batch * heads;
-    // Waking the pool costs more than small attentions do.
-    let contexts: Vec<Vec<f32>> = if batch * heads * lq * lk * e < SPLIT_MIN_MACS / 2 {
+    // Two products per task (Q·Kᵀ and P·V).
+    let contexts: Vec<Vec<f32>> = if 2 * tasks * lq * lk * e < SPLIT_MIN_MACS {
         let mut work = new_work();
         (0..tasks).map(|t| task(&mut work, t)).collect()
     } else {
