@@ -59,13 +59,9 @@ impl PackedMatrix {
     /// Packs the transpose of `w_t` [n, k] (torch's Linear weight layout), i.e. `W = w_tᵀ`.
     pub fn from_transposed(w_t: &[f32], n: usize, k: usize) -> PackedMatrix {
         assert_eq!(w_t.len(), n * k, "weight is [n, k]");
-        let mut w = vec![0.0; k * n];
-        for (j, row) in w_t.chunks_exact(k).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                w[i * n + j] = v;
-            }
-        }
-        PackedMatrix::new(&w, k, n)
+        let mut packed = PackedMatrix::empty(Kernel::detect());
+        packed.fill_from(w_t, 0, (1, k), (k, n), 1.0);
+        packed
     }
 
     /// Packs `w` [k, n] for `kernel` (tests compare the kernels on one CPU).
@@ -97,12 +93,9 @@ impl PackedMatrix {
         assert!(k > 0 && n > 0, "an empty [{k}, {n}] matrix");
         assert!(first + (k - 1) * row_stride + (n - 1) * col_stride < src.len(), "matrix past the end of its source");
         (self.k, self.n) = (k, n);
-        let (width, height) = match self.kernel {
-            Kernel::Portable => (n, k),
-            Kernel::Avx512 => (PANEL, n.div_ceil(PANEL) * k),
-        };
+        let width = self.block_width();
         self.values.clear();
-        self.values.resize(width * height, 0.0);
+        self.values.resize(n.div_ceil(width) * k * width, 0.0);
         // Both layouts are row-major blocks of `width` columns, `k` rows each; the source is read along
         // its contiguous direction.
         for (block, dst) in self.values.chunks_exact_mut(k * width).enumerate() {
@@ -125,20 +118,23 @@ impl PackedMatrix {
 
     /// The matrix [k, n] row-major again.
     pub fn to_rows(&self) -> Vec<f32> {
-        let (k, n) = (self.k, self.n);
-        match self.kernel {
-            Kernel::Portable => self.values.clone(),
-            Kernel::Avx512 => {
-                let mut w = vec![0.0; k * n];
-                for (p, panel) in self.values.chunks_exact(k * PANEL).enumerate() {
-                    let first = p * PANEL;
-                    let cols = PANEL.min(n - first);
-                    for (row, src) in panel.chunks_exact(PANEL).enumerate() {
-                        w[row * n + first..row * n + first + cols].copy_from_slice(&src[..cols]);
-                    }
-                }
-                w
+        let (k, n, width) = (self.k, self.n, self.block_width());
+        let mut w = vec![0.0; k * n];
+        // The inverse of `fill_from`'s layout: row-major blocks of `width` columns, `k` rows each.
+        for (block, src) in self.values.chunks_exact(k * width).enumerate() {
+            let (j0, cols) = (block * width, width.min(n - block * width));
+            for (i, src_row) in src.chunks_exact(width).enumerate() {
+                w[i * n + j0..i * n + j0 + cols].copy_from_slice(&src_row[..cols]);
             }
+        }
+        w
+    }
+
+    /// Columns per block of the layout: all of them (row-major) or one panel.
+    fn block_width(&self) -> usize {
+        match self.kernel {
+            Kernel::Portable => self.n,
+            Kernel::Avx512 => PANEL,
         }
     }
 

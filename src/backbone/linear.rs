@@ -16,9 +16,16 @@ use crate::sgemm::PackedMatrix;
 pub struct Linear {
     inner: candle_nn::Linear,
     gelu: bool,
-    /// The weight packed for the CPU kernel, made by the first f32 CPU forward (`None` when the weight
+    /// The layer ready for the CPU kernel, made by the first f32 CPU forward (`None` when the weight
     /// itself is not f32 on the CPU). Shared by clones.
-    packed: Arc<OnceLock<Option<PackedMatrix>>>,
+    packed: Arc<OnceLock<Option<Packed>>>,
+}
+
+/// The weight packed for [`crate::sgemm`] and the bias as plain values, both made once.
+#[derive(Debug)]
+struct Packed {
+    weight: PackedMatrix,
+    bias: Vec<f32>,
 }
 
 impl Linear {
@@ -85,41 +92,33 @@ impl Linear {
             Ok(out)
         }
     }
-}
 
-impl Linear {
     /// `(residual +) xs [.., in] · weightᵀ + bias` in the packed kernel, or `None` off the CPU or f32
     /// (or with the `openblas` feature, which takes the product instead).
     fn packed_forward(&self, xs: &Tensor, residual: Option<&Tensor>) -> Result<Option<Tensor>> {
         if cfg!(feature = "openblas") {
             return Ok(None);
         }
-        let weight = self.packed.get_or_init(|| {
-            let (out_dim, in_dim) = self.inner.weight().dims2().ok()?;
-            with_cpu_f32(self.inner.weight(), |w| PackedMatrix::from_transposed(w, out_dim, in_dim))
-        });
-        let Some(weight) = weight else { return Ok(None) };
-        let (in_dim, out_dim) = (weight.inputs(), weight.outputs());
-        let Some(bias) = self.inner.bias().map_or(Some(vec![0.0; out_dim]), |b| with_cpu_f32(b, <[f32]>::to_vec))
-        else {
-            return Ok(None);
-        };
+        let Some(packed) = self.packed.get_or_init(|| self.pack()) else { return Ok(None) };
+        let (in_dim, out_dim) = (packed.weight.inputs(), packed.weight.outputs());
         let rows = xs.elem_count() / in_dim;
+        // The output starts as bias (plus the residual), and the product accumulates onto it.
         let mut out: Vec<f32> = Vec::with_capacity(rows * out_dim);
         match residual {
-            Some(residual) => {
+            Some(residual) if residual.elem_count() == rows * out_dim => {
                 let added = with_cpu_f32(residual, |r| {
                     for row in r.chunks_exact(out_dim) {
-                        out.extend(row.iter().zip(&bias).map(|(r, b)| r + b));
+                        out.extend(row.iter().zip(&packed.bias).map(|(r, b)| r + b));
                     }
                 });
-                if added.is_none() || out.len() != rows * out_dim {
+                if added.is_none() {
                     return Ok(None);
                 }
             }
-            None => (0..rows).for_each(|_| out.extend_from_slice(&bias)),
+            Some(_) => return Ok(None),
+            None => (0..rows).for_each(|_| out.extend_from_slice(&packed.bias)),
         }
-        if with_cpu_f32(xs, |x| weight.product(x, rows, &mut out, true)).is_none() {
+        if with_cpu_f32(xs, |x| packed.weight.product(x, rows, &mut out, true)).is_none() {
             return Ok(None);
         }
         if self.gelu {
@@ -128,6 +127,16 @@ impl Linear {
         let mut dims = xs.dims().to_vec();
         *dims.last_mut().expect("at least 1-D") = out_dim;
         Ok(Some(Tensor::from_vec(out, dims, xs.device())?))
+    }
+
+    fn pack(&self) -> Option<Packed> {
+        let (out_dim, in_dim) = self.inner.weight().dims2().ok()?;
+        let weight = with_cpu_f32(self.inner.weight(), |w| PackedMatrix::from_transposed(w, out_dim, in_dim))?;
+        let bias = match self.inner.bias() {
+            Some(bias) => with_cpu_f32(bias, <[f32]>::to_vec)?,
+            None => vec![0.0; out_dim],
+        };
+        Some(Packed { weight, bias })
     }
 }
 
