@@ -122,9 +122,11 @@ fn train_and_eval_commands_end_to_end() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let model = out.join("best.safetensors");
     let plot = dir.path().join("timeline.png");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[[rules]]\nname = \"a-now\"\nlabel = \"a\"\n\n[[rules]]\nname = \"b-soon\"\nlabel = \"b\"\nsource = \"anticipated\"\nhorizon = \"500ms\"\n").unwrap();
     let run = actiond(&[
         "eval", "--model", model.to_str().unwrap(), "--data", data, "--feature-dirs", "rgb", "--videos", "v3", "--json",
-        "--plot", plot.to_str().unwrap(),
+        "--plot", plot.to_str().unwrap(), "--rules", rules.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
@@ -132,8 +134,27 @@ fn train_and_eval_commands_end_to_end() {
     assert!(report["per_class_AP"]["a"].is_number() && report["per_class_AP"]["b"].is_number());
     assert_eq!(report["anticipation_mAP"].as_array().unwrap().len(), 2);
     assert_eq!(report["anticipation_mAP"][1]["seconds"], 0.5);
+    // The rules replayed: every run of `a` at least 2 s (8 chunks) long is an action to catch.
+    let targets = actiond::npy::read_matrix(&dir.path().join(TARGET_DIR).join("v3.npy")).unwrap();
+    let labelled: Vec<bool> = targets.data.chunks(3).map(|row| row[1] > 0.5).collect();
+    let long_runs = labelled.split(|&on| !on).filter(|run| run.len() >= 8).count();
+    let replayed = &report["rules"];
+    assert_eq!(replayed["seconds"], 15.0);
+    assert_eq!(replayed["rules"][0]["name"], "a-now");
+    assert_eq!(replayed["rules"][0]["actions"].as_u64().unwrap() as usize, long_runs);
+    assert_eq!(replayed["rules"][1]["source"], "anticipated");
+    for rule in replayed["rules"].as_array().unwrap() {
+        assert!(rule["caught"].as_u64().unwrap() <= rule["actions"].as_u64().unwrap(), "{rule}");
+        assert!(rule["false_events"].as_u64().unwrap() <= rule["events"].as_u64().unwrap(), "{rule}");
+    }
     let png = std::fs::read(&plot).unwrap();
     assert_eq!(&png[1..4], b"PNG");
+
+    // A rule on a label the model does not have is refused, naming the file.
+    std::fs::write(&rules, "[[rules]]\nname = \"c-now\"\nlabel = \"c\"\n").unwrap();
+    let run = actiond(&["eval", "--model", model.to_str().unwrap(), "--data", data, "--feature-dirs", "rgb", "--rules", rules.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("rules.toml") && stderr.contains("no label \"c\""), "{stderr}");
 
     // Bad data: one clear line naming the file, nothing written.
     std::fs::remove_file(dir.path().join("rgb/v2.npy")).unwrap();

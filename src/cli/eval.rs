@@ -1,5 +1,6 @@
 //! `actiond eval`: per-frame AP and calibrated AP of a detector on a dataset, or of any precomputed
-//! scores against targets, with anticipation mAP per future step and an optional timeline plot.
+//! scores against targets, with anticipation mAP per future step and an optional timeline plot; with
+//! `--rules`, a pipeline's alert rules replayed over the model's scores (`eval::alerts`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +12,10 @@ use serde_json::json;
 use crate::cli::predict::HeadArgs;
 use crate::cli::UsageError;
 use crate::detector::window::{run_sequence, Activation};
+use crate::config::Config;
+use crate::eval::alerts::{AlertCriteria, AlertReplay, VideoScores};
 use crate::eval::metrics::{frame_metrics, FrameMetrics};
+use crate::rules::ScoreSource;
 use crate::eval::plot::{draw_timeline, Timeline};
 use crate::dataset::labels::LabelMap;
 use crate::train::dataset::{read_split, DatasetLayout, Video};
@@ -58,6 +62,16 @@ pub struct Args {
     /// Video to plot (default: the first evaluated).
     #[arg(long, requires = "plot")]
     pub plot_video: Option<String>,
+    /// Also replay the `[[rules]]` of this pipeline config over the model's scores and report, per
+    /// rule, the actions it caught in time, its delay (or lead) and its false alarms.
+    #[arg(long, value_name = "PIPELINE.toml", requires = "model")]
+    pub rules: Option<PathBuf>,
+    /// With --rules: a current-action rule must start at most this many seconds after an onset.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.5, requires = "rules")]
+    pub max_delay: f64,
+    /// With --rules: actions shorter than this many seconds need not be caught.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, requires = "rules")]
+    pub min_action: f64,
 }
 
 struct Evaluated {
@@ -67,6 +81,7 @@ struct Evaluated {
     fps: f64,
     frames: usize,
     videos: usize,
+    alerts: Option<AlertReplay>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -115,7 +130,7 @@ fn evaluate_scores(args: &Args) -> anyhow::Result<Evaluated> {
         };
         draw_timeline(plot, &timeline)?;
     }
-    Ok(Evaluated { metrics, anticipation: Vec::new(), labels: generic_labels(classes), fps: args.fps.unwrap_or(4.0), frames, videos: 1 })
+    Ok(Evaluated { metrics, anticipation: Vec::new(), labels: generic_labels(classes), fps: args.fps.unwrap_or(4.0), frames, videos: 1, alerts: None })
 }
 
 fn generic_labels(classes: usize) -> Vec<String> {
@@ -160,7 +175,7 @@ fn evaluate_linear_probe(args: &Args, train_split: &Path) -> anyhow::Result<Eval
     }
     let metrics = frame_metrics(&scores, &targets, classes, ignore_class).context("scoring the linear probe")?;
     let labels = labels.map(|l| l.names().to_vec()).unwrap_or_else(|| generic_labels(classes));
-    Ok(Evaluated { metrics, anticipation: Vec::new(), labels, fps: args.fps.unwrap_or(4.0), frames: scores.len() / classes, videos: test.len() })
+    Ok(Evaluated { metrics, anticipation: Vec::new(), labels, fps: args.fps.unwrap_or(4.0), frames: scores.len() / classes, videos: test.len(), alerts: None })
 }
 
 fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
@@ -177,6 +192,24 @@ fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
     // Per step i: scores of frame t's query i against the target of frame t+1+i, inside each video.
     let mut future_scores = vec![Vec::new(); q];
     let mut future_targets = vec![Vec::new(); q];
+    let mut alerts = match &args.rules {
+        Some(path) => {
+            for (flag, value) in [("--max-delay", args.max_delay), ("--min-action", args.min_action)] {
+                if !value.is_finite() || value < 0.0 {
+                    return Err(UsageError(format!("{flag} {value}: give seconds, 0 or more")).into());
+                }
+            }
+            let config = Config::load(Some(path)).map_err(|e| UsageError(e.to_string()))?;
+            let criteria = AlertCriteria { min_action_s: args.min_action, max_delay_s: args.max_delay, ..AlertCriteria::default() };
+            let replay = AlertReplay::new(&config.rules, &detector.card.labels, q, fps, criteria)
+                .map_err(|p| UsageError(format!("{}: {}", path.display(), p.join("; "))))?;
+            if config.rules.is_empty() {
+                return Err(UsageError(format!("{}: no [[rules]] to replay", path.display())).into());
+            }
+            Some(replay)
+        }
+        None => None,
+    };
     let plot_video = args.plot.as_ref().map(|_| args.plot_video.clone().unwrap_or_else(|| videos[0].clone()));
     let bar = indicatif::ProgressBar::new(videos.len() as u64).with_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} videos {msg}").expect("the template is valid"),
@@ -208,6 +241,9 @@ fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
             };
             draw_timeline(args.plot.as_ref().expect("checked"), &timeline)?;
         }
+        if let Some(alerts) = &mut alerts {
+            alerts.add_video(&VideoScores { len: video.len, current: &current, anticipated: &anticipation, targets: &video.targets });
+        }
         all_scores.extend_from_slice(&current);
         all_targets.extend_from_slice(&video.targets);
         bar.inc(1);
@@ -221,7 +257,7 @@ fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
     let ignore = detector.card.ignore_class;
     let metrics = frame_metrics(&all_scores, &all_targets, c, ignore).context("scoring current-chunk predictions")?;
     let anticipation = (0..q).map(|i| frame_metrics(&future_scores[i], &future_targets[i], c, ignore).ok()).collect();
-    Ok(Evaluated { metrics, anticipation, labels: detector.card.labels.clone(), fps, frames: all_scores.len() / c, videos: videos.len() })
+    Ok(Evaluated { metrics, anticipation, labels: detector.card.labels.clone(), fps, frames: all_scores.len() / c, videos: videos.len(), alerts })
 }
 
 fn print_report(e: &Evaluated, as_json: bool) {
@@ -255,6 +291,9 @@ fn print_report(e: &Evaluated, as_json: bool) {
             object["anticipation_mAP"] = json!(steps);
             object["anticipation_mean_mAP"] = json!(mean_anticipation);
         }
+        if let Some(alerts) = &e.alerts {
+            object["rules"] = alerts_json(alerts);
+        }
         println!("{object}");
         return;
     }
@@ -273,5 +312,62 @@ fn print_report(e: &Evaluated, as_json: bool) {
     }
     if let Some(mean) = mean_anticipation {
         println!("anticipation mean mAP {mean:.4}");
+    }
+    if let Some(alerts) = &e.alerts {
+        print_alerts(alerts);
+    }
+}
+
+fn alerts_json(alerts: &AlertReplay) -> serde_json::Value {
+    let hours = alerts.seconds() / 3600.0;
+    let rules: Vec<serde_json::Value> = alerts
+        .reports()
+        .iter()
+        .map(|r| {
+            let (timing_key, watches) = match r.source {
+                ScoreSource::Current => ("median_delay_s", "current"),
+                ScoreSource::Anticipated => ("median_lead_s", "anticipated"),
+            };
+            json!({
+                "name": r.name,
+                "label": r.label,
+                "source": watches,
+                "actions": r.actions,
+                "caught": r.caught,
+                "recall": r.recall(),
+                timing_key: r.median_timing(),
+                "events": r.events,
+                "false_events": r.false_events,
+                "false_per_hour": r.false_events as f64 / hours,
+            })
+        })
+        .collect();
+    json!({"seconds": alerts.seconds(), "rules": rules})
+}
+
+fn print_alerts(alerts: &AlertReplay) {
+    println!(
+        "\nrules replayed over {:.1} min of video (caught: a start within the allowed delay of an action's onset; anticipated: announced within the horizon before it)",
+        alerts.seconds() / 60.0
+    );
+    println!("{:<20} {:<10} {:<11} {:>7} {:>7} {:>7} {:>12} {:>7} {:>8}", "rule", "label", "watches", "actions", "caught", "recall", "median time", "false", "false/h");
+    let hours = alerts.seconds() / 3600.0;
+    for r in alerts.reports() {
+        let (watches, timing) = match r.source {
+            ScoreSource::Current => ("current", r.median_timing().map(|t| format!("{t:+.2} s"))),
+            ScoreSource::Anticipated => ("anticipated", r.median_timing().map(|t| format!("{t:.2} s ahead"))),
+        };
+        println!(
+            "{:<20} {:<10} {:<11} {:>7} {:>7} {:>7} {:>12} {:>7} {:>8.1}",
+            r.name,
+            r.label,
+            watches,
+            r.actions,
+            r.caught,
+            r.recall().map(|v| format!("{:.0}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
+            timing.unwrap_or_else(|| "-".into()),
+            r.false_events,
+            r.false_events as f64 / hours
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! Evaluation: per-frame metrics ([`metrics`]) and probability timeline plots ([`plot`]).
+//! Evaluation: per-frame metrics ([`metrics`]), probability timeline plots ([`plot`]) and the alert
+//! quality of a pipeline's rules ([`alerts`]).
 
+pub mod alerts;
 pub mod metrics;
 pub mod plot;
