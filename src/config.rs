@@ -96,6 +96,10 @@ pub struct ModelConfig {
     pub detector: PathBuf,
     /// "cpu" or "cuda:N" (needs a build with the `cuda` feature).
     pub device: String,
+    /// The backbone's number format: "f32"; "int8" on CPUs with AVX-512 VNNI (its Linear layers in
+    /// int8: 1.3-1.7x onnxruntime's f32 speed here, CLS features within cosine 0.9997 of f32; see
+    /// docs/benchmarks/backbone.md); "f16" or "bf16" on a GPU.
+    pub precision: crate::backbone::Precision,
     /// Most frames (backbone) or streams (detector) per batch.
     pub batch_max: usize,
     /// Longest wait for a batch to fill once its first frame is in.
@@ -112,6 +116,7 @@ impl Default for ModelConfig {
             feature: None,
             detector: PathBuf::from("assets/detector/synth-oadtr.safetensors"),
             device: "cpu".into(),
+            precision: crate::backbone::Precision::F32,
             batch_max: 8,
             batch_timeout: Duration::from_millis(50),
         }
@@ -322,8 +327,13 @@ impl Config {
         if self.model.batch_max == 0 {
             push(vec![key("model"), key("batch_max")], "must be at least 1".into());
         }
-        if !(self.model.device == "cpu" || self.model.device.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok())) {
-            push(vec![key("model"), key("device")], format!("{:?} is not \"cpu\" or \"cuda:N\"", self.model.device));
+        match self.model.device.parse::<crate::backbone::DeviceSpec>() {
+            Ok(device) => {
+                if let Err(message) = self.model.precision.check_for(device) {
+                    push(vec![key("model"), key("precision")], message);
+                }
+            }
+            Err(_) => push(vec![key("model"), key("device")], format!("{:?} is not \"cpu\" or \"cuda:N\"", self.model.device)),
         }
         if self.http.enabled && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             push(vec![key("http"), key("listen")], format!("{:?} is not an address like \"127.0.0.1:9464\"", self.http.listen));
@@ -700,6 +710,17 @@ mod tests {
         assert_eq!(err.problems.len(), 2, "{err}");
         let ok = load_text("[[rules]]\nname = \"fall\"\nlabel = \"fall\"\nfor = \"1s\"\n", &[]).unwrap();
         assert_eq!(ok.rules[0].hold_for, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_precision_the_device_cannot_run_names_the_key() {
+        let err = load_text("[model]\ndevice = \"cuda:0\"\nprecision = \"int8\"\n", &[]).unwrap_err();
+        assert_eq!(err.problems[0].key, "model.precision", "{err}");
+        assert!(err.problems[0].message.contains("int8 runs on the CPU"), "{err}");
+        let err = load_text("[model]\nprecision = \"f16\"\n", &[]).unwrap_err();
+        assert!(err.problems[0].message.contains("CUDA"), "{err}");
+        let err = load_text("[model]\nprecision = \"int4\"\n", &[]).unwrap_err();
+        assert_eq!(err.problems[0].key, "model.precision", "{err}");
     }
 
     #[test]

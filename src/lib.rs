@@ -22,6 +22,7 @@ pub mod npy;
 pub mod pipeline;
 pub mod redact;
 pub mod rules;
+pub mod qgemm;
 pub mod sgemm;
 pub mod shutdown;
 pub mod sinks;

@@ -42,3 +42,23 @@ fn bad_device_and_batch_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
     }
 }
+
+#[test]
+fn int8_reports_its_feature_error_against_f32() {
+    let output = Command::new(env!("CARGO_BIN_EXE_actiond"))
+        .args(["bench", "backbone", "--batch", "2", "--runs", "1", "--precision", "int8", "--json", "--models-dir"])
+        .arg(models_dir())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    if !actiond::qgemm::supported() {
+        assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("AVX-512 VNNI"));
+        return;
+    }
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let row: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(row["precision"], "int8");
+    let (mean, min) = (row["feature_cosine_mean"].as_f64().unwrap(), row["feature_cosine_min"].as_f64().unwrap());
+    assert!(min <= mean && mean <= 1.0 + 1e-9, "{row}");
+    assert!(min > 0.995, "int8 CLS features drift from f32: {row}");
+}

@@ -118,3 +118,34 @@ fn wrong_frame_bytes_are_an_error() {
     let err = backbone.embed_frames(&[0u8; 100], 1).unwrap_err().to_string();
     assert!(err.contains("expected 1 RGB frames of 224x224"), "{err}");
 }
+
+/// Cosine similarity of two equally long vectors.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn int8_precision_stays_within_cosine_0_999_of_the_reference_or_is_refused() {
+    let mut options = BackboneOptions::default_in(&models_dir());
+    options.precision = actiond::backbone::Precision::Int8;
+    if !actiond::qgemm::supported() {
+        let err = Backbone::load(&options).unwrap_err().to_string();
+        assert!(err.contains("AVX-512 VNNI"), "{err}");
+        return;
+    }
+    let fixture = fixture();
+    let int8 = Backbone::load(&options).expect("backbone loads in int8");
+    let got: Vec<f32> = int8.last_hidden_state(&fixture["input"]).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let want: Vec<f32> = fixture["out.last_hidden_state"].flatten_all().unwrap().to_vec1().unwrap();
+    let (tokens, d) = (257, 384);
+    for image in 0..2 {
+        let token = |v: &[f32], t: usize| v[(image * tokens + t) * d..(image * tokens + t + 1) * d].to_vec();
+        let cls = cosine(&token(&got, 0), &token(&want, 0));
+        let worst_patch = (1..tokens).map(|t| cosine(&token(&got, t), &token(&want, t))).fold(1.0, f64::min);
+        eprintln!("image {image}: int8 CLS cosine {cls:.5}, worst patch token {worst_patch:.5}");
+        assert!(cls > 0.999, "image {image}: int8 CLS cosine {cls}");
+        assert!(worst_patch > 0.99, "image {image}: int8 patch token cosine {worst_patch}");
+    }
+}

@@ -61,6 +61,11 @@ impl SelfAttention {
     }
 
     /// `residual + self.forward(xs)`, the residual added inside the output projection.
+    /// The query/key/value and output projections.
+    pub fn linears_mut(&mut self) -> [&mut Linear; 2] {
+        [&mut self.qkv, &mut self.output]
+    }
+
     pub fn forward_plus(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.output.forward_plus(&self.context(xs)?, residual)
     }

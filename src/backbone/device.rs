@@ -60,13 +60,18 @@ impl DeviceSpec {
 }
 
 /// The number format of weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
     F32,
+    /// GPU only.
     F16,
+    /// GPU only.
     Bf16,
+    /// CPU only, with AVX-512 VNNI: the encoder's Linear layers in int8 (weights per output channel,
+    /// activations per token, quantised symmetrically); everything else in f32.
+    Int8,
 }
 
 impl Precision {
@@ -75,12 +80,19 @@ impl Precision {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
             Precision::Bf16 => DType::BF16,
+            // The weights load as f32 and the Linear layers quantise them.
+            Precision::Int8 => DType::F32,
         }
     }
 
     /// Reduced precision is for GPUs: candle's CPU kernels for f16/bf16 are slower than f32.
     pub fn check_for(self, device: DeviceSpec) -> Result<(), String> {
         match (self, device) {
+            (Precision::Int8, DeviceSpec::Cpu) if crate::qgemm::supported() => Ok(()),
+            (Precision::Int8, DeviceSpec::Cpu) => {
+                Err("precision int8 needs a CPU with AVX-512 VNNI, which this one lacks; use f32".into())
+            }
+            (Precision::Int8, DeviceSpec::Cuda(_)) => Err("precision int8 runs on the CPU; use f16 or bf16 on a GPU".into()),
             (Precision::F32, _) | (_, DeviceSpec::Cuda(_)) => Ok(()),
             (other, DeviceSpec::Cpu) => Err(format!("precision {other:?} is only supported on a CUDA device; use f32 on the CPU")),
         }

@@ -143,6 +143,13 @@ impl Layer {
         })
     }
 
+    /// The layer's Linear layers (attention projections, MLP).
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut all: Vec<&mut Linear> = self.attention.linears_mut().into_iter().collect();
+        all.extend([&mut self.mlp.fc1, &mut self.mlp.fc2]);
+        all
+    }
+
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let xs = self.attention.forward_plus(&self.norm1.forward(xs)?, xs)?;
         self.mlp.forward_plus(&self.norm2.forward(&xs)?, &xs)
@@ -173,6 +180,11 @@ impl Dinov2 {
             .collect::<Result<Vec<_>>>()?;
         let layernorm = candle_nn::layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("layernorm"))?;
         Ok(Self { embeddings, layers, layernorm })
+    }
+
+    /// Every Linear layer of the encoder (the patch embedding is a convolution, not among them).
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        self.layers.iter_mut().flat_map(Layer::linears_mut).collect()
     }
 
     /// `[B, C, S, S]` normalised pixels → `last_hidden_state` `[B, 1 + grid², D]`.

@@ -1,7 +1,8 @@
 //! The backbone's Linear layer (`weight` [out, in], `bias` [out], Hugging Face/torch layout), with an
 //! optional GELU applied to its output. On the CPU in f32 the product runs in the project's kernel
 //! ([`crate::sgemm`]) against the weight packed on first use, with the bias preloaded into the output
-//! (one pass instead of three); with the `openblas` feature it runs in OpenBLAS's sgemm instead. Other
+//! (one pass instead of three); with the `openblas` feature it runs in OpenBLAS's sgemm instead. A layer
+//! set to int8 ([`Linear::quantize_int8`]) runs in the int8 kernel ([`crate::qgemm`]) instead. Other
 //! devices and dtypes take candle's matmul.
 
 use std::sync::{Arc, OnceLock};
@@ -10,22 +11,48 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu_kernels::{self, with_cpu_f32};
+use crate::qgemm::QuantizedMatrix;
 use crate::sgemm::PackedMatrix;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
     gelu: bool,
+    /// Run the product in int8 (weights quantised per output channel, activations per row).
+    int8: bool,
     /// The layer ready for the CPU kernel, made by the first f32 CPU forward (`None` when the weight
     /// itself is not f32 on the CPU). Shared by clones.
     packed: Arc<OnceLock<Option<Packed>>>,
 }
 
-/// The weight packed for [`crate::sgemm`] and the bias as plain values, both made once.
+/// The weight packed for [`crate::sgemm`] (or quantised for [`crate::qgemm`]) and the bias as plain
+/// values, both made once.
 #[derive(Debug)]
 struct Packed {
-    weight: PackedMatrix,
+    weight: PackedWeight,
     bias: Vec<f32>,
+}
+
+#[derive(Debug)]
+enum PackedWeight {
+    F32(PackedMatrix),
+    Int8(QuantizedMatrix),
+}
+
+impl PackedWeight {
+    fn inputs(&self) -> usize {
+        match self {
+            PackedWeight::F32(w) => w.inputs(),
+            PackedWeight::Int8(w) => w.inputs(),
+        }
+    }
+
+    fn outputs(&self) -> usize {
+        match self {
+            PackedWeight::F32(w) => w.outputs(),
+            PackedWeight::Int8(w) => w.outputs(),
+        }
+    }
 }
 
 impl Linear {
@@ -38,7 +65,13 @@ impl Linear {
     }
 
     fn wrap(inner: candle_nn::Linear, gelu: bool) -> Self {
-        Self { inner, gelu, packed: Arc::default() }
+        Self { inner, gelu, int8: false, packed: Arc::default() }
+    }
+
+    /// Runs this layer's product in int8 from now on (the CPU must pass [`crate::qgemm::supported`]).
+    pub fn quantize_int8(&mut self) {
+        self.int8 = true;
+        self.packed = Arc::default();
     }
 
     /// The same layer with its outputs multiplied per channel by `scale` [out] (folds DINOv2's layer
@@ -49,7 +82,9 @@ impl Linear {
             Some(bias) => bias.mul(scale)?,
             None => scale.zeros_like()?,
         };
-        Ok(Self::wrap(candle_nn::Linear::new(weight, Some(bias)), self.gelu))
+        let mut scaled = Self::wrap(candle_nn::Linear::new(weight, Some(bias)), self.gelu);
+        scaled.int8 = self.int8;
+        Ok(scaled)
     }
 
     /// The same layer followed by the exact GELU.
@@ -96,7 +131,7 @@ impl Linear {
     /// `(residual +) xs [.., in] · weightᵀ + bias` in the packed kernel, or `None` off the CPU or f32
     /// (or with the `openblas` feature, which takes the product instead).
     fn packed_forward(&self, xs: &Tensor, residual: Option<&Tensor>) -> Result<Option<Tensor>> {
-        if cfg!(feature = "openblas") {
+        if cfg!(feature = "openblas") && !self.int8 {
             return Ok(None);
         }
         let Some(packed) = self.packed.get_or_init(|| self.pack()) else { return Ok(None) };
@@ -118,7 +153,11 @@ impl Linear {
             Some(_) => return Ok(None),
             None => (0..rows).for_each(|_| out.extend_from_slice(&packed.bias)),
         }
-        if with_cpu_f32(xs, |x| packed.weight.product(x, rows, &mut out, true)).is_none() {
+        let product = |x: &[f32]| match &packed.weight {
+            PackedWeight::F32(w) => w.product(x, rows, &mut out, true),
+            PackedWeight::Int8(w) => w.product(x, rows, &mut out, true),
+        };
+        if with_cpu_f32(xs, product).is_none() {
             return Ok(None);
         }
         if self.gelu {
@@ -131,7 +170,13 @@ impl Linear {
 
     fn pack(&self) -> Option<Packed> {
         let (out_dim, in_dim) = self.inner.weight().dims2().ok()?;
-        let weight = with_cpu_f32(self.inner.weight(), |w| PackedMatrix::from_transposed(w, out_dim, in_dim))?;
+        let weight = with_cpu_f32(self.inner.weight(), |w| {
+            if self.int8 {
+                PackedWeight::Int8(QuantizedMatrix::from_transposed(w, out_dim, in_dim))
+            } else {
+                PackedWeight::F32(PackedMatrix::from_transposed(w, out_dim, in_dim))
+            }
+        })?;
         let bias = match self.inner.bias() {
             Some(bias) => with_cpu_f32(bias, <[f32]>::to_vec)?,
             None => vec![0.0; out_dim],

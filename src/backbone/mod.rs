@@ -175,6 +175,14 @@ impl Backbone {
                 )))
             }
         };
+        let mut model = model;
+        if options.precision == Precision::Int8 {
+            let linears = match &mut model {
+                Model::Dinov2(m) => m.linears_mut(),
+                Model::Vit(m) => m.linears_mut(),
+            };
+            linears.into_iter().for_each(linear::Linear::quantize_int8);
+        }
         let name = options.name.clone().unwrap_or_else(|| {
             options.model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "backbone".into())
         });

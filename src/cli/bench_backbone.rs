@@ -44,6 +44,10 @@ pub struct Args {
     /// Print one JSON object per batch size.
     #[arg(long)]
     pub json: bool,
+    /// With a reduced precision: the real footage whose frames its features are compared on against
+    /// f32's (cosine similarity of the CLS features).
+    #[arg(long, value_name = "VIDEO", default_value = crate::synth::background::DEFAULT_FOOTAGE)]
+    pub compare_on: PathBuf,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -63,6 +67,10 @@ struct Row {
     reference_ms_per_frame: Option<f64>,
     /// Reference time over ours (above 1: we are faster).
     speed_ratio: Option<f64>,
+    precision: Precision,
+    /// Reduced precision: CLS features against f32's on real frames, cosine similarity (mean, worst).
+    feature_cosine_mean: Option<f64>,
+    feature_cosine_min: Option<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -85,6 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     options.precision = args.precision;
     let backbone = Backbone::load(&options).context("cannot load the backbone")?;
     let spec = backbone.feature_spec(0.0);
+    let cosines = match args.precision {
+        Precision::F32 => None,
+        _ => Some(feature_cosines(&options, &backbone, &args.compare_on)?),
+    };
+    let cosine_stats = cosines.as_ref().map(|c| (c.iter().sum::<f64>() / c.len() as f64, c.iter().copied().fold(1.0, f64::min)));
     let gflop = gflop_per_frame(&backbone);
 
     let reference = match &args.reference {
@@ -123,6 +136,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             gflops: round2(gflop / (ms_per_frame / 1000.0)),
             reference_ms_per_frame: reference_ms,
             speed_ratio: reference_ms.map(|r| round2(r / ms_per_frame)),
+            precision: args.precision,
+            feature_cosine_mean: cosine_stats.map(|c| c.0),
+            feature_cosine_min: cosine_stats.map(|c| c.1),
         });
     }
     if args.json {
@@ -139,11 +155,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
-            "{} at {}x{}, {:.2} GFLOP/frame, {} thread(s) on {}, median of {} runs; ratio = onnxruntime time / ours",
-            spec.backbone, args.size, args.size, gflop, threads, device, args.runs
+            "{} at {}x{} in {:?}, {:.2} GFLOP/frame, {} thread(s) on {}, median of {} runs; ratio = onnxruntime time / ours",
+            spec.backbone, args.size, args.size, args.precision, gflop, threads, device, args.runs
         );
+        if let (Some(cosines), Some((mean, min))) = (&cosines, cosine_stats) {
+            println!(
+                "{:?} CLS features against f32 on {} frames of {}: cosine similarity mean {mean:.5}, worst {min:.5}",
+                args.precision,
+                cosines.len(),
+                args.compare_on.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cosine similarity of `reduced`'s CLS features to an f32 backbone's on frames of `video` (16 frames,
+/// 2 per second).
+fn feature_cosines(options: &BackboneOptions, reduced: &Backbone, video: &std::path::Path) -> anyhow::Result<Vec<f64>> {
+    const FRAMES: usize = 16;
+    let f32_backbone = Backbone::load(&BackboneOptions { precision: Precision::F32, ..options.clone() })?;
+    let size = options.input_size as u32;
+    let mut rgb = Vec::new();
+    let mut count = 0;
+    let config = crate::config::Config::load(None)?;
+    crate::source::ffmpeg::decode_offline(&config, "compare", &video.display().to_string(), 2.0, (size, size), &mut |_| {}, &mut |frame| {
+        rgb.extend_from_slice(&frame.rgb);
+        count += 1;
+        if count >= FRAMES { crate::source::ffmpeg::Flow::Stop } else { crate::source::ffmpeg::Flow::Continue }
+    })
+    .with_context(|| format!("--compare-on {}", video.display()))?;
+    anyhow::ensure!(count > 0, "--compare-on {}: no frames decoded", video.display());
+    let ours: Vec<f32> = reduced.embed_frames(&rgb, count)?.flatten_all()?.to_vec1()?;
+    let reference: Vec<f32> = f32_backbone.embed_frames(&rgb, count)?.flatten_all()?.to_vec1()?;
+    let d = ours.len() / count;
+    Ok(ours
+        .chunks_exact(d)
+        .zip(reference.chunks_exact(d))
+        .map(|(a, b)| {
+            let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (norm(a) * norm(b))
+        })
+        .collect())
 }
 
 /// Multiply-adds ×2 of the matmuls and the patch projection (elementwise work is not counted).

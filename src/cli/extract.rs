@@ -48,6 +48,10 @@ pub struct FeatureArgs {
     /// Frames per backbone batch.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// The backbone's number format (default: the config's [model] precision, else f32); int8 needs
+    /// AVX-512 VNNI.
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::backbone::Precision>,
     /// Take [model] defaults from this pipeline file.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -59,7 +63,7 @@ impl FeatureArgs {
         if !(self.fps > 0.0 && self.fps <= 60.0) {
             return Err(UsageError(format!("--fps must be above 0 and at most 60, got {}", self.fps)).into());
         }
-        let (config, embedder) = load_backbone(self.config.as_deref(), self.backbone.as_ref(), self.feature, self.fps)?;
+        let (config, embedder) = load_backbone(self.config.as_deref(), self.backbone.as_ref(), self.feature, self.precision, self.fps)?;
         let writer = FeatureWriter { data: data.to_path_buf(), feature_dir: self.feature_dir.clone(), spec: FeatureSpec { fps: self.fps, ..embedder.spec().clone() } };
         Ok((config, embedder, writer))
     }
@@ -81,10 +85,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The pipeline config (for source settings) and the backbone, with command-line overrides.
-pub fn load_backbone(config: Option<&std::path::Path>, backbone: Option<&PathBuf>, feature: Option<FeatureKind>, fps: f64) -> anyhow::Result<(Config, Box<dyn Embedder>)> {
+pub fn load_backbone(
+    config: Option<&std::path::Path>,
+    backbone: Option<&PathBuf>,
+    feature: Option<FeatureKind>,
+    precision: Option<crate::backbone::Precision>,
+    fps: f64,
+) -> anyhow::Result<(Config, Box<dyn Embedder>)> {
     let mut config = Config::load(config)?;
     if let Some(b) = backbone {
         config.model.backbone = b.clone();
+    }
+    if let Some(p) = precision {
+        config.model.precision = p;
     }
     // Unless told otherwise, make the features the configured detector reads (the bundled one by
     // default), so extracted features and the daemon's agree. Sources read the kind from the config

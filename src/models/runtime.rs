@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 
-use crate::backbone::{Backbone, BackboneOptions, DeviceSpec, Precision};
+use crate::backbone::{Backbone, BackboneOptions, DeviceSpec};
 use crate::config::ModelConfig;
 use crate::detector::checkpoint::{Detector, HeadCounts};
 use crate::detector::window::{Activation, StreamId, StreamingDetector};
@@ -45,7 +45,7 @@ pub fn load_embedder(model: &ModelConfig, fps: f64) -> anyhow::Result<Box<dyn Em
         input_size: model.input_size as usize,
         kind: model.feature.unwrap_or(FeatureKind::Cls),
         device,
-        precision: Precision::F32,
+        precision: model.precision,
     };
     let backbone = Backbone::load(&options)?;
     let spec = backbone.feature_spec(fps);
