@@ -229,6 +229,11 @@ impl Backbone {
 
     /// Normalised pixels `[N, 3, S, S]` → `last_hidden_state` `[N, 1 + grid², D]` (model dtype and device).
     pub fn last_hidden_state(&self, pixels: &Tensor) -> Result<Tensor, BackboneError> {
+        if self.device.is_cpu() && rayon::current_thread_index().is_none() {
+            // On a pool thread the parallel products and attention share work with the other threads
+            // as they come, instead of handing it to the pool and sleeping until it is back, per op.
+            return rayon::scope(|_| self.last_hidden_state(pixels));
+        }
         let pixels = pixels.to_device(&self.device)?.to_dtype(self.dtype)?;
         Ok(match &self.model {
             Model::Dinov2(model) => model.forward(&pixels)?,
