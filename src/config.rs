@@ -97,8 +97,8 @@ pub struct ModelConfig {
     /// "cpu" or "cuda:N" (needs a build with the `cuda` feature).
     pub device: String,
     /// The backbone's number format: "f32"; "int8" on CPUs with AVX-512 VNNI (its Linear layers in
-    /// int8: 1.3-2.3x onnxruntime's f32 speed here, CLS features within cosine 0.9997 of f32; see
-    /// docs/benchmarks/backbone.md); "f16" or "bf16" on a GPU.
+    /// int8: 1.3-2.3x onnxruntime's f32 speed here, CLS features at cosine 0.999 of f32's on average;
+    /// see docs/benchmarks/backbone.md); "f16" or "bf16" on a GPU.
     pub precision: crate::backbone::Precision,
     /// Most frames (backbone) or streams (detector) per batch.
     pub batch_max: usize,

@@ -113,7 +113,12 @@ impl QuantizedMatrix {
         }
         let threads = rayon::current_num_threads();
         let split = threads > 1 && rows * n * k >= SPLIT_MIN_MACS;
-        let mut quantized = vec![OFFSET as u8; rows * kp];
+        // Four bytes per element of a u32 buffer: the kernel reads the bytes four at a time through
+        // 4-byte loads, which need the alignment a byte vector does not promise.
+        let mut words = vec![u32::from_ne_bytes([OFFSET as u8; GROUP]); rows * kp / GROUP];
+        // SAFETY: the same allocation viewed as bytes (u8 has no alignment or validity requirements),
+        // `words` is not used directly while this view lives.
+        let quantized: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), rows * kp) };
         let mut row_scales = vec![0.0f32; rows];
         let quantize = |(q, (x, s)): (&mut [u8], (&[f32], &mut f32))| {
             // SAFETY: `supported` was checked above.
@@ -134,7 +139,7 @@ impl QuantizedMatrix {
             for p in b * per_block..((b + 1) * per_block).min(panels) {
                 // SAFETY: the CPU supports the kernel (checked above); each panel's columns of `out` are
                 // written by this task alone, and every row read or written lies inside the slices.
-                unsafe { self.panel_product(&quantized, &row_scales, rows, p, out, accumulate) };
+                unsafe { self.panel_product(quantized, &row_scales, rows, p, out, accumulate) };
             }
         };
         let blocks = panels.div_ceil(per_block);
@@ -205,14 +210,25 @@ unsafe fn quantize_row(x: &[f32], q: &mut [u8]) -> f32 {
         }
     };
     let mut max = _mm512_setzero_ps();
+    // `vmaxps` drops a NaN in its first operand, so NaNs are looked for separately.
+    let mut nan: __mmask16 = 0;
     let mut i = 0;
     while i < k {
         let v = _mm512_maskz_loadu_ps(mask(i), x.as_ptr().wrapping_add(i));
         max = _mm512_max_ps(max, _mm512_abs_ps(v));
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
         i += 16;
     }
-    let max = _mm512_reduce_max_ps(max);
-    let scale = if max > 0.0 && max.is_finite() { max / 127.0 } else { 1.0 };
+    let max = if nan != 0 { f32::NAN } else { _mm512_reduce_max_ps(max) };
+    // A NaN or infinite input makes the whole row's outputs NaN, as the f32 product would, instead of
+    // vanishing into saturated bytes.
+    let scale = if !max.is_finite() {
+        f32::NAN
+    } else if max > 0.0 {
+        max / 127.0
+    } else {
+        1.0
+    };
     let inverse = _mm512_set1_ps(1.0 / scale);
     let offset = _mm512_set1_ps(OFFSET as f32);
     let mut i = 0;
@@ -420,6 +436,22 @@ mod tests {
         w.product(&x, 2, &mut out, false);
         assert_eq!(&out[..n], &[0.0; 3]);
         assert_eq!(out[n + 1], 0.0);
+    }
+
+    #[test]
+    fn a_row_with_nan_or_infinity_comes_out_nan() {
+        if !supported() {
+            return;
+        }
+        let (k, n) = (20, 5);
+        let w = QuantizedMatrix::from_transposed(&values(n * k, 8), n, k);
+        let mut x = values(3 * k, 9);
+        x[3] = f32::NAN;
+        x[k + 7] = f32::INFINITY;
+        let mut out = vec![0.0f32; 3 * n];
+        w.product(&x, 3, &mut out, false);
+        assert!(out[..2 * n].iter().all(|v| v.is_nan()), "{out:?}");
+        assert!(out[2 * n..].iter().all(|v| v.is_finite()), "{out:?}");
     }
 
     #[test]

@@ -60,12 +60,12 @@ impl SelfAttention {
         self.output.forward(&self.context(xs)?)
     }
 
-    /// `residual + self.forward(xs)`, the residual added inside the output projection.
     /// The query/key/value and output projections.
     pub fn linears_mut(&mut self) -> [&mut Linear; 2] {
         [&mut self.qkv, &mut self.output]
     }
 
+    /// `residual + self.forward(xs)`, the residual added inside the output projection.
     pub fn forward_plus(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.output.forward_plus(&self.context(xs)?, residual)
     }

@@ -338,7 +338,7 @@ fn alerts_json(alerts: &AlertReplay) -> serde_json::Value {
                 timing_key: r.median_timing(),
                 "events": r.events,
                 "false_events": r.false_events,
-                "false_per_hour": r.false_events as f64 / hours,
+                "false_per_hour": (hours > 0.0).then(|| r.false_events as f64 / hours),
             })
         })
         .collect();

@@ -9,7 +9,8 @@
 //! is *false* when no action of its label is under way within `early_s` of it. A rule on anticipated
 //! actions *announces* an action when one of its `predicted` events comes within the rule's horizon
 //! before the onset (up to the onset itself); a `predicted` is false when no action of its label is
-//! under way or begins within the horizon after it (with `early_s` of slack both sides).
+//! under way or begins within the horizon after it (with `early_s` of slack both sides). Rules' stream
+//! globs and schedules are set aside: a replay asks how a rule's condition does on the footage.
 
 use std::time::{Instant, SystemTime};
 
@@ -95,6 +96,7 @@ pub struct AlertReplay {
 
 impl AlertReplay {
     /// Checks `rules` against the detector's labels and anticipation span, as the daemon does.
+    /// Stream globs and schedules do not apply: every rule watches every replayed video at all times.
     pub fn new(
         rules: &[RuleConfig],
         labels: &[String],
@@ -102,6 +104,9 @@ impl AlertReplay {
         fps: f64,
         criteria: AlertCriteria,
     ) -> Result<AlertReplay, Vec<String>> {
+        let rules: Vec<RuleConfig> =
+            rules.iter().map(|r| RuleConfig { streams: vec!["*".into()], schedule: None, ..r.clone() }).collect();
+        let rules = rules.as_slice();
         RuleEngine::new(rules, labels, queries, fps)?;
         let reports = rules
             .iter()
@@ -289,6 +294,19 @@ mod tests {
         let r = &replay(&[current_rule()], &late, &truth)[0];
         assert_eq!((r.actions, r.caught, r.false_events), (1, 0, 0));
         assert_eq!(r.recall(), Some(0.0));
+    }
+
+    #[test]
+    fn stream_globs_and_schedules_do_not_hide_a_rule_from_the_replay() {
+        let truth: Vec<f32> = (0..24).map(|t| if (4..14).contains(&t) { 1.0 } else { 0.0 }).collect();
+        let scores: Vec<f32> = (0..24).map(|t| if (5..14).contains(&t) { 0.9 } else { 0.1 }).collect();
+        let schedule = crate::rules::Schedule {
+            timezone: Some("UTC".into()),
+            windows: vec![crate::rules::TimeWindow { days: Vec::new(), start: "00:00".into(), end: "00:01".into() }],
+        };
+        let rule = RuleConfig { streams: vec!["front-door".into()], schedule: Some(schedule), ..current_rule() };
+        let r = &replay(&[rule], &scores, &truth)[0];
+        assert_eq!((r.actions, r.caught), (1, 1), "{r:?}");
     }
 
     #[test]
