@@ -17,9 +17,13 @@ use crate::sgemm::PackedMatrix;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Timed repetitions per row (median reported); warm-up runs come on top.
+    /// Timed repetitions per row at least (median reported); warm-up runs come on top.
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
+    /// Keep timing each row for at least this many seconds: a few milliseconds' worth of samples
+    /// falls inside one burst of another tenant's work on a shared machine.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_seconds: f64,
     /// Only the small config (skip the 1024-wide official default).
     #[arg(long)]
     pub small_only: bool,
@@ -48,11 +52,13 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-fn time_ms(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+/// Median ms per call over at least `runs` calls and `min_seconds` (after two warm-up calls).
+fn time_ms(runs: usize, min_seconds: f64, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     f()?;
     f()?;
     let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
+    let began = Instant::now();
+    while times.len() < runs.max(1) || began.elapsed().as_secs_f64() < min_seconds {
         let start = Instant::now();
         f()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
@@ -61,6 +67,9 @@ fn time_ms(runs: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Re
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !(args.min_seconds.is_finite() && args.min_seconds >= 0.0) {
+        return Err(crate::cli::UsageError(format!("--min-seconds {}: give seconds, 0 or more", args.min_seconds)).into());
+    }
     let mut configs = vec![("small", OadtrConfig::small(), 11.8, 3.9, Some(3.0))];
     if !args.small_only {
         configs.push(("official-default", OadtrConfig::official_default(), 74.6, 29.0, Some(40.0)));
@@ -84,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             live.step(&[(stream, &chunk)])?;
         }
         let step_flops = flops - (t as f64 - 1.0) * projection_flops;
-        let ms = time_ms(runs, || {
+        let ms = time_ms(runs, args.min_seconds, || {
             live.step(&[(stream, &chunk)])?;
             Ok(())
         })?;
@@ -94,13 +103,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let x = Tensor::randn(0f32, 1.0, (batch, t, dim), &device)?;
             let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
             let (torch, target) = if batch == 1 { (torch_b1, target_b1) } else { (torch_b16, Some(torch_b16)) };
-            let ms = time_ms(runs, || {
+            let ms = time_ms(runs, args.min_seconds, || {
                 std::hint::black_box(engine.forward(&flat, batch).current[0]);
                 Ok(())
             })?;
             rows.push(row(name, "window forward", batch, ms, flops * batch as f64, Some(torch), target));
             // The candle model the trainer runs: the same arithmetic as a graph of tensor ops.
-            let ms = time_ms(runs, || {
+            let ms = time_ms(runs, args.min_seconds, || {
                 let out = model.forward(&x, false)?;
                 std::hint::black_box(out.current.sum_all()?.to_scalar::<f32>()?);
                 Ok(())
@@ -159,7 +168,7 @@ fn packed_ceiling() -> f64 {
     let w: Vec<f32> = (0..k * n).map(|i| ((i % 29) as f32 - 14.0) / 14.0).collect();
     let weight = PackedMatrix::new(&w, k, n);
     let mut out = vec![0.0; m * n];
-    let ms = time_ms(5, || {
+    let ms = time_ms(5, 0.0, || {
         weight.product(&x, m, &mut out, false);
         std::hint::black_box(out[0]);
         Ok(())
@@ -174,7 +183,7 @@ fn sgemm_ceiling() -> anyhow::Result<f64> {
     let device = Device::Cpu;
     let a = Tensor::randn(0f32, 1.0, (1040, 1024), &device)?;
     let b = Tensor::randn(0f32, 1.0, (1024, 1024), &device)?;
-    let ms = time_ms(5, || {
+    let ms = time_ms(5, 0.0, || {
         std::hint::black_box(a.matmul(&b)?);
         Ok(())
     })?;
