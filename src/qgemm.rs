@@ -118,7 +118,8 @@ impl QuantizedMatrix {
         let mut words = vec![u32::from_ne_bytes([OFFSET as u8; GROUP]); rows * kp / GROUP];
         // SAFETY: the same allocation viewed as bytes (u8 has no alignment or validity requirements),
         // `words` is not used directly while this view lives.
-        let quantized: &mut [u8] = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), rows * kp) };
+        let quantized: &mut [u8] =
+            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), rows * kp) };
         let mut row_scales = vec![0.0f32; rows];
         let quantize = |(q, (x, s)): (&mut [u8], (&[f32], &mut f32))| {
             // SAFETY: `supported` was checked above.
@@ -198,17 +199,11 @@ impl QuantizedMatrix {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_row(x: &[f32], q: &mut [u8]) -> f32 {
+    use crate::sgemm::avx512::lanes;
     use std::arch::x86_64::*;
     let k = x.len();
     assert!(q.len() >= k);
-    let mask = |i: usize| -> __mmask16 {
-        let left = k - i;
-        if left >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << left) - 1) as __mmask16
-        }
-    };
+    let mask = |i: usize| lanes(k - i);
     let mut max = _mm512_setzero_ps();
     // `vmaxps` drops a NaN in its first operand, so NaNs are looked for separately.
     let mut nan: __mmask16 = 0;
@@ -267,6 +262,7 @@ struct Columns {
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::Columns;
+    use crate::sgemm::avx512::lanes;
     use std::arch::x86_64::*;
 
     /// One block of up to 12 rows × one panel.
@@ -287,21 +283,7 @@ mod vnni {
         out: (*mut f32, usize),
         accumulate: bool,
     ) {
-        match rows {
-            12 => rows_x_panel::<12>(x, groups, panel, row_scales, columns, out, accumulate),
-            11 => rows_x_panel::<11>(x, groups, panel, row_scales, columns, out, accumulate),
-            10 => rows_x_panel::<10>(x, groups, panel, row_scales, columns, out, accumulate),
-            9 => rows_x_panel::<9>(x, groups, panel, row_scales, columns, out, accumulate),
-            8 => rows_x_panel::<8>(x, groups, panel, row_scales, columns, out, accumulate),
-            7 => rows_x_panel::<7>(x, groups, panel, row_scales, columns, out, accumulate),
-            6 => rows_x_panel::<6>(x, groups, panel, row_scales, columns, out, accumulate),
-            5 => rows_x_panel::<5>(x, groups, panel, row_scales, columns, out, accumulate),
-            4 => rows_x_panel::<4>(x, groups, panel, row_scales, columns, out, accumulate),
-            3 => rows_x_panel::<3>(x, groups, panel, row_scales, columns, out, accumulate),
-            2 => rows_x_panel::<2>(x, groups, panel, row_scales, columns, out, accumulate),
-            1 => rows_x_panel::<1>(x, groups, panel, row_scales, columns, out, accumulate),
-            _ => unreachable!("blocks hold 1 to 12 rows"),
-        }
+        crate::sgemm::with_row_count!(rows, rows_x_panel(x, groups, panel, row_scales, columns, out, accumulate))
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -314,13 +296,6 @@ mod vnni {
         (out, ldo): (*mut f32, usize),
         accumulate: bool,
     ) {
-        let lanes = |n: usize| -> __mmask16 {
-            if n >= 16 {
-                0xFFFF
-            } else {
-                ((1u32 << n) - 1) as __mmask16
-            }
-        };
         let (low, high) = (lanes(columns.width), lanes(columns.width.saturating_sub(16)));
         // As in the f32 kernel: pointer bumps, load intrinsics and rows spelled out, so that a debug
         // build compiles the loop to the same instructions as a release build.

@@ -35,6 +35,16 @@ pub enum ScoreSource {
     Anticipated,
 }
 
+impl ScoreSource {
+    /// The name configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreSource::Current => "current",
+            ScoreSource::Anticipated => "anticipated",
+        }
+    }
+}
+
 /// One `[[rules]]` entry.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]

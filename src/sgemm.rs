@@ -16,6 +16,19 @@ const ROWS: usize = 12;
 /// Products below this many multiply-adds stay on the calling thread: waking the pool costs more.
 const SPLIT_MIN_MACS: usize = 1 << 23;
 
+/// Runs `work` on a rayon pool thread (at once when already on one). A forward pass made of many
+/// products, attention and GELU that split over the pool should run there: from any other thread each
+/// parallel step hands its work to the pool and sleeps until it is back (tens of microseconds per
+/// step on a busy machine, a dozen steps per detector window at batch 1), while on a pool thread the
+/// steps share work with the other threads as they come.
+pub fn on_pool_thread<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        work()
+    } else {
+        rayon::scope(|_| work())
+    }
+}
+
 /// Up to this many rows, the portable kernel runs rows of broadcast multiply-adds over the weight rows
 /// rather than a blocked `gemm`, which would repack the whole matrix for a handful of rows (the
 /// detector's 8 queries at batch 1).
@@ -302,9 +315,44 @@ mod few_rows {
     }
 }
 
+/// `$kernel::<R>(args…)` with the const row count `R` = `$rows` (1 to 12): the kernels spell their rows
+/// out for a const `R`, and a block's row count is known only at run time.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+macro_rules! with_row_count {
+    ($rows:expr, $kernel:ident($($arg:expr),* $(,)?)) => {
+        match $rows {
+            12 => $kernel::<12>($($arg),*),
+            11 => $kernel::<11>($($arg),*),
+            10 => $kernel::<10>($($arg),*),
+            9 => $kernel::<9>($($arg),*),
+            8 => $kernel::<8>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            1 => $kernel::<1>($($arg),*),
+            _ => unreachable!("blocks hold 1 to 12 rows"),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use with_row_count;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
+
+    /// The mask of the first `n` of 16 lanes (all of them from 16 on).
+    #[inline(always)]
+    pub(crate) fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
 
     /// One block of up to 12 output rows × one panel (`width` ≤ 32 real columns).
     ///
@@ -321,21 +369,7 @@ mod avx512 {
         width: usize,
         accumulate: bool,
     ) {
-        match rows {
-            12 => rows_x_panel::<12>(x, k, panel, out, width, accumulate),
-            11 => rows_x_panel::<11>(x, k, panel, out, width, accumulate),
-            10 => rows_x_panel::<10>(x, k, panel, out, width, accumulate),
-            9 => rows_x_panel::<9>(x, k, panel, out, width, accumulate),
-            8 => rows_x_panel::<8>(x, k, panel, out, width, accumulate),
-            7 => rows_x_panel::<7>(x, k, panel, out, width, accumulate),
-            6 => rows_x_panel::<6>(x, k, panel, out, width, accumulate),
-            5 => rows_x_panel::<5>(x, k, panel, out, width, accumulate),
-            4 => rows_x_panel::<4>(x, k, panel, out, width, accumulate),
-            3 => rows_x_panel::<3>(x, k, panel, out, width, accumulate),
-            2 => rows_x_panel::<2>(x, k, panel, out, width, accumulate),
-            1 => rows_x_panel::<1>(x, k, panel, out, width, accumulate),
-            _ => unreachable!("blocks hold 1 to 12 rows"),
-        }
+        with_row_count!(rows, rows_x_panel(x, k, panel, out, width, accumulate))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -347,13 +381,6 @@ mod avx512 {
         width: usize,
         accumulate: bool,
     ) {
-        let lanes = |n: usize| -> __mmask16 {
-            if n >= 16 {
-                0xFFFF
-            } else {
-                ((1u32 << n) - 1) as __mmask16
-            }
-        };
         let (low, high) = (lanes(width), lanes(width.saturating_sub(16)));
         // Pointers advance with `wrapping_add`, values are read with load intrinsics (masked ones: the
         // plain unaligned load is a `read_unaligned` underneath) and the loop runs on pointer

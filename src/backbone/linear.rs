@@ -53,6 +53,14 @@ impl PackedWeight {
             PackedWeight::Int8(w) => w.outputs(),
         }
     }
+
+    /// `out += x · W` for `rows` rows.
+    fn accumulate_product(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        match self {
+            PackedWeight::F32(w) => w.product(x, rows, out, true),
+            PackedWeight::Int8(w) => w.product(x, rows, out, true),
+        }
+    }
 }
 
 impl Linear {
@@ -153,11 +161,7 @@ impl Linear {
             Some(_) => return Ok(None),
             None => (0..rows).for_each(|_| out.extend_from_slice(&packed.bias)),
         }
-        let product = |x: &[f32]| match &packed.weight {
-            PackedWeight::F32(w) => w.product(x, rows, &mut out, true),
-            PackedWeight::Int8(w) => w.product(x, rows, &mut out, true),
-        };
-        if with_cpu_f32(xs, product).is_none() {
+        if with_cpu_f32(xs, |x| packed.weight.accumulate_product(x, rows, &mut out)).is_none() {
             return Ok(None);
         }
         if self.gelu {

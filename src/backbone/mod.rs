@@ -142,7 +142,7 @@ impl Backbone {
         // being truncated while loaded (the fetcher replaces model folders by rename, never in place).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], dtype, &device) }.map_err(weights_error)?;
         let input_size = options.input_size;
-        let (model, shape) = match model_type.model_type.as_deref() {
+        let (mut model, shape) = match model_type.model_type.as_deref() {
             Some("dinov2") => {
                 let cfg: dinov2::Config = serde_json::from_str(&config_text).map_err(|e| config_error(e.to_string()))?;
                 let vb = root_of(vb, "dinov2");
@@ -175,7 +175,6 @@ impl Backbone {
                 )))
             }
         };
-        let mut model = model;
         if options.precision == Precision::Int8 {
             let linears = match &mut model {
                 Model::Dinov2(m) => m.linears_mut(),
@@ -229,16 +228,12 @@ impl Backbone {
 
     /// Normalised pixels `[N, 3, S, S]` → `last_hidden_state` `[N, 1 + grid², D]` (model dtype and device).
     pub fn last_hidden_state(&self, pixels: &Tensor) -> Result<Tensor, BackboneError> {
-        if self.device.is_cpu() && rayon::current_thread_index().is_none() {
-            // On a pool thread the parallel products and attention share work with the other threads
-            // as they come, instead of handing it to the pool and sleeping until it is back, per op.
-            return rayon::scope(|_| self.last_hidden_state(pixels));
-        }
         let pixels = pixels.to_device(&self.device)?.to_dtype(self.dtype)?;
-        Ok(match &self.model {
-            Model::Dinov2(model) => model.forward(&pixels)?,
-            Model::Vit(model) => model.forward(&pixels)?,
-        })
+        let forward = || match &self.model {
+            Model::Dinov2(model) => model.forward(&pixels),
+            Model::Vit(model) => model.forward(&pixels),
+        };
+        Ok(if self.device.is_cpu() { crate::sgemm::on_pool_thread(forward)? } else { forward()? })
     }
 
     /// Sizes that set the backbone's arithmetic cost.

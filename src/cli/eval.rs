@@ -200,12 +200,12 @@ fn evaluate_model(args: &Args) -> anyhow::Result<Evaluated> {
                 }
             }
             let config = Config::load(Some(path)).map_err(|e| UsageError(e.to_string()))?;
-            let criteria = AlertCriteria { min_action_s: args.min_action, max_delay_s: args.max_delay, ..AlertCriteria::default() };
-            let replay = AlertReplay::new(&config.rules, &detector.card.labels, q, fps, criteria)
-                .map_err(|p| UsageError(format!("{}: {}", path.display(), p.join("; "))))?;
             if config.rules.is_empty() {
                 return Err(UsageError(format!("{}: no [[rules]] to replay", path.display())).into());
             }
+            let criteria = AlertCriteria { min_action_s: args.min_action, max_delay_s: args.max_delay, ..AlertCriteria::default() };
+            let replay = AlertReplay::new(&config.rules, &detector.card.labels, q, fps, criteria)
+                .map_err(|p| UsageError(format!("{}: {}", path.display(), p.join("; "))))?;
             Some(replay)
         }
         None => None,
@@ -319,26 +319,25 @@ fn print_report(e: &Evaluated, as_json: bool) {
 }
 
 fn alerts_json(alerts: &AlertReplay) -> serde_json::Value {
-    let hours = alerts.seconds() / 3600.0;
     let rules: Vec<serde_json::Value> = alerts
         .reports()
         .iter()
         .map(|r| {
-            let (timing_key, watches) = match r.source {
-                ScoreSource::Current => ("median_delay_s", "current"),
-                ScoreSource::Anticipated => ("median_lead_s", "anticipated"),
+            let timing_key = match r.source {
+                ScoreSource::Current => "median_delay_s",
+                ScoreSource::Anticipated => "median_lead_s",
             };
             json!({
                 "name": r.name,
                 "label": r.label,
-                "source": watches,
+                "source": r.source.name(),
                 "actions": r.actions,
                 "caught": r.caught,
                 "recall": r.recall(),
                 timing_key: r.median_timing(),
                 "events": r.events,
                 "false_events": r.false_events,
-                "false_per_hour": (hours > 0.0).then(|| r.false_events as f64 / hours),
+                "false_per_hour": r.false_per_hour(alerts.seconds()),
             })
         })
         .collect();
@@ -351,23 +350,22 @@ fn print_alerts(alerts: &AlertReplay) {
         alerts.seconds() / 60.0
     );
     println!("{:<20} {:<10} {:<11} {:>7} {:>7} {:>7} {:>12} {:>7} {:>8}", "rule", "label", "watches", "actions", "caught", "recall", "median time", "false", "false/h");
-    let hours = alerts.seconds() / 3600.0;
     for r in alerts.reports() {
-        let (watches, timing) = match r.source {
-            ScoreSource::Current => ("current", r.median_timing().map(|t| format!("{t:+.2} s"))),
-            ScoreSource::Anticipated => ("anticipated", r.median_timing().map(|t| format!("{t:.2} s ahead"))),
+        let timing = match r.source {
+            ScoreSource::Current => r.median_timing().map(|t| format!("{t:+.2} s")),
+            ScoreSource::Anticipated => r.median_timing().map(|t| format!("{t:.2} s ahead")),
         };
         println!(
             "{:<20} {:<10} {:<11} {:>7} {:>7} {:>7} {:>12} {:>7} {:>8.1}",
             r.name,
             r.label,
-            watches,
+            r.source.name(),
             r.actions,
             r.caught,
             r.recall().map(|v| format!("{:.0}%", 100.0 * v)).unwrap_or_else(|| "-".into()),
             timing.unwrap_or_else(|| "-".into()),
             r.false_events,
-            r.false_events as f64 / hours
+            r.false_per_hour(alerts.seconds()).unwrap_or(f64::NAN)
         );
     }
 }

@@ -361,12 +361,10 @@ impl OadtrCpu {
     ///
     /// Panics if the input length does not match (callers check widths first, as `window` does).
     pub fn forward_embedded(&self, chunks: &[f32], batch: usize) -> Logits {
-        if rayon::current_thread_index().is_none() {
-            // Run on a pool thread: the parallel steps inside then share work with the other threads
-            // as they come, instead of each handing its work to the pool and sleeping until it is back
-            // (a dozen such round trips per window at batch 1 cost more than the work they split).
-            return rayon::scope(|_| self.forward_embedded(chunks, batch));
-        }
+        crate::sgemm::on_pool_thread(|| self.forward_on_pool(chunks, batch))
+    }
+
+    fn forward_on_pool(&self, chunks: &[f32], batch: usize) -> Logits {
         let cfg = &self.cfg;
         let (t, d, q, c) = (cfg.enc_layers, cfg.embedding_dim, cfg.query_num, cfg.numclass);
         let dd = cfg.decoder_embedding_dim;

@@ -58,6 +58,11 @@ impl RuleReport {
         (self.actions > 0).then(|| self.caught as f64 / self.actions as f64)
     }
 
+    /// False alarms per hour of replayed video (`None` for none replayed).
+    pub fn false_per_hour(&self, seconds: f64) -> Option<f64> {
+        (seconds > 0.0).then(|| self.false_events as f64 * 3600.0 / seconds)
+    }
+
     /// Median of [`RuleReport::timings`].
     pub fn median_timing(&self) -> Option<f64> {
         let mut t = self.timings.clone();
@@ -275,6 +280,11 @@ mod tests {
         replay.reports().to_vec()
     }
 
+    /// 24 chunks: `high` inside `chunks`, `low` elsewhere.
+    fn pulse(chunks: std::ops::Range<usize>, high: f32, low: f32) -> Vec<f32> {
+        (0..24).map(|t| if chunks.contains(&t) { high } else { low }).collect()
+    }
+
     #[test]
     fn label_runs_are_onset_and_end_in_seconds() {
         let t = rows(&[0.0, 1.0, 1.0, 0.0, 1.0]);
@@ -284,13 +294,13 @@ mod tests {
     #[test]
     fn a_start_in_time_catches_the_action_and_a_late_one_does_not() {
         // A 2.5 s fall from chunk 4 (1 s); the score rises 0.5 s after the onset.
-        let truth: Vec<f32> = (0..24).map(|t| if (4..14).contains(&t) { 1.0 } else { 0.0 }).collect();
-        let on_time: Vec<f32> = (0..24).map(|t| if (6..14).contains(&t) { 0.9 } else { 0.1 }).collect();
+        let truth = pulse(4..14, 1.0, 0.0);
+        let on_time = pulse(6..14, 0.9, 0.1);
         let r = &replay(&[current_rule()], &on_time, &truth)[0];
         assert_eq!((r.actions, r.caught, r.false_events, r.events), (1, 1, 0, 1));
         assert!((r.timings[0] - 0.5).abs() < 1e-9);
         // 1.75 s after the onset is too late, though the start still belongs to the action.
-        let late: Vec<f32> = (0..24).map(|t| if (11..14).contains(&t) { 0.9 } else { 0.1 }).collect();
+        let late = pulse(11..14, 0.9, 0.1);
         let r = &replay(&[current_rule()], &late, &truth)[0];
         assert_eq!((r.actions, r.caught, r.false_events), (1, 0, 0));
         assert_eq!(r.recall(), Some(0.0));
@@ -298,8 +308,8 @@ mod tests {
 
     #[test]
     fn stream_globs_and_schedules_do_not_hide_a_rule_from_the_replay() {
-        let truth: Vec<f32> = (0..24).map(|t| if (4..14).contains(&t) { 1.0 } else { 0.0 }).collect();
-        let scores: Vec<f32> = (0..24).map(|t| if (5..14).contains(&t) { 0.9 } else { 0.1 }).collect();
+        let truth = pulse(4..14, 1.0, 0.0);
+        let scores = pulse(5..14, 0.9, 0.1);
         let schedule = crate::rules::Schedule {
             timezone: Some("UTC".into()),
             windows: vec![crate::rules::TimeWindow { days: Vec::new(), start: "00:00".into(), end: "00:01".into() }],
@@ -312,8 +322,8 @@ mod tests {
     #[test]
     fn a_start_away_from_every_action_is_false_and_short_actions_are_not_required() {
         // A 1 s fall (too short to be required) that is missed, and a firing 2 s after it.
-        let truth: Vec<f32> = (0..24).map(|t| if (4..8).contains(&t) { 1.0 } else { 0.0 }).collect();
-        let scores: Vec<f32> = (0..24).map(|t| if (16..18).contains(&t) { 0.9 } else { 0.1 }).collect();
+        let truth = pulse(4..8, 1.0, 0.0);
+        let scores = pulse(16..18, 0.9, 0.1);
         let r = &replay(&[current_rule()], &scores, &truth)[0];
         assert_eq!((r.actions, r.caught, r.false_events, r.events), (0, 0, 1, 1));
         assert_eq!(r.recall(), None);
@@ -321,9 +331,9 @@ mod tests {
 
     #[test]
     fn an_anticipated_rule_announces_an_action_within_its_horizon() {
-        let truth: Vec<f32> = (0..24).map(|t| if (8..18).contains(&t) { 1.0 } else { 0.0 }).collect();
+        let truth = pulse(8..18, 1.0, 0.0);
         // The score of chunk 8 onwards is high, so the anticipated rows see it from chunk 6 (two ahead).
-        let scores: Vec<f32> = (0..24).map(|t| if (8..18).contains(&t) { 0.9 } else { 0.1 }).collect();
+        let scores = pulse(8..18, 0.9, 0.1);
         let r = &replay(&[anticipated_rule()], &scores, &truth)[0];
         assert_eq!((r.actions, r.caught, r.false_events), (1, 1, 0), "{r:?}");
         assert!((r.timings[0] - 0.5).abs() < 1e-9, "announced 0.5 s ahead: {r:?}");
